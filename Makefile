@@ -1,0 +1,61 @@
+# cloudify-cluster-operator: every target documents itself; run `make help`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+STAMP := $(VENV)/.installed
+
+.PHONY: help
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+.PHONY: venv
+venv: $(STAMP) ## Create .venv and install the package with test and dev extras
+
+.PHONY: controlplane
+controlplane: ## Build (or reuse) etcd, kube-apiserver, kube-controller-manager v1.37.2 into the cache
+	@hack/controlplane/build.sh
+
+.PHONY: controlplane-gomod
+controlplane-gomod: ## Regenerate the control-plane wrapper go.mod from upstream's go.mod
+	hack/controlplane/gen-gomod.sh
+
+.PHONY: testbed-up
+testbed-up: venv controlplane ## Start the local control plane in the background (.testbed/kubeconfig)
+	@$(PY) -m clusterop_dev.testbed up --dir .testbed
+
+.PHONY: testbed-down
+testbed-down: ## Stop the local control plane started by testbed-up
+	@$(PY) -m clusterop_dev.testbed down --dir .testbed
+
+.PHONY: lint
+lint: venv ## ruff and mypy (strict)
+	$(VENV)/bin/ruff check operator tests hack
+	$(VENV)/bin/mypy
+
+.PHONY: unit
+unit: venv ## Unit tests only (no control plane)
+	$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
+
+.PHONY: test
+test: venv controlplane ## The whole test suite: unit, simulator, control plane, e2e (CI runs this)
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+.PHONY: run
+run: venv ## Run the operator against the current kubeconfig (KUBECONFIG or in-cluster)
+	$(VENV)/bin/cloudify-cluster-operator $(RUN_ARGS)
+
+.PHONY: sim
+sim: venv ## Run the manager simulator with 5 machines in the foreground
+	$(VENV)/bin/cloudify-manager-sim --machines 5
+
+.PHONY: demo
+demo: venv controlplane ## The main job: control plane + 5 simulated managers + operator; form, scale 3->5->3, reconfigure
+	$(PY) -m clusterop_dev.demo

@@ -1,0 +1,11 @@
+//go:build tools
+
+// Package tools lists every main package the control plane build compiles, so that
+// `go mod tidy` records all of their imports in go.sum.
+package tools
+
+import (
+	_ "go.etcd.io/etcd/server/v3/etcdmain"
+	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+)
