@@ -1,0 +1,238 @@
+"""A small typed client for the Cloudify Manager 4.0 cluster API (requests).
+
+One method per endpoint; paths hang below the node's endpoint, which may carry a path
+prefix. Errors become the types of `errors`; no response body, request body or header
+ever reaches an exception text or a log line (PUT and PATCH answers carry the key).
+Connections are pooled per manager by one shared `requests.Session`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypedDict
+from urllib.parse import quote
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from . import errors
+
+API = "/api/v3/cluster"
+
+#: Fields asked of GET /cluster: never `encryption_key`, so the key is never received.
+STATE_FIELDS = ("initialized", "consul", "error", "logs")
+
+
+class LogEntry(TypedDict, total=False):
+    message: str
+    timestamp: int
+    cursor: str
+
+
+class ClusterState(TypedDict, total=False):
+    initialized: bool
+    consul: dict[str, Any]
+    error: str | None
+    logs: list[LogEntry]
+
+
+class ClusterNode(TypedDict):
+    name: str
+    host_ip: str
+    online: bool
+    master: bool
+    initialized: bool
+
+
+@dataclass(frozen=True)
+class Credentials:
+    username: str
+    password: str
+
+    def __repr__(self) -> str:  # never print the password
+        return f"Credentials(username={self.username!r}, password=<redacted>)"
+
+
+@dataclass(frozen=True)
+class Connection:
+    """How to reach the managers of one cluster: everything but the node's endpoint."""
+
+    credentials: Credentials | None
+    tenant: str | None = None
+    verify: bool | str = True  # False, True or a CA bundle path
+    timeout: tuple[float, float] = (2.0, 5.0)  # connect, read
+
+
+#: Called after every request: (endpoint name, method, HTTP status or 0, seconds).
+Observer = Callable[[str, str, int, float], None]
+
+
+def make_session(pool_hosts: int = 4096, per_host: int = 4) -> requests.Session:
+    """One session for all managers: keep-alive connections pooled per manager."""
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_connections=pool_hosts, pool_maxsize=per_host, max_retries=0)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.trust_env = False  # no proxies or .netrc credentials from the environment
+    return session
+
+
+class ManagerClient:
+    """The cluster API of one manager node."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        conn: Connection,
+        session: requests.Session,
+        observer: Observer | None = None,
+    ) -> None:
+        self.endpoint = endpoint.rstrip("/")
+        self._conn = conn
+        self._session = session
+        self._observer = observer
+
+    # -- endpoints -------------------------------------------------------------------------
+
+    def state(self, since: str | None = None, fields: Sequence[str] = STATE_FIELDS) -> ClusterState:
+        """GET /cluster with `_include` (never the key) and `since` for new logs only."""
+        params = {"_include": ",".join(fields)}
+        if since:
+            params["since"] = since
+        body = self._call("GET", API, "cluster", params=params)
+        return _as_state(body)
+
+    def nodes(self) -> list[ClusterNode]:
+        """GET /cluster/nodes: the members as this (master) node sees them."""
+        body = self._call("GET", f"{API}/nodes", "nodes")
+        items = body.get("items")
+        if not isinstance(items, list):
+            raise errors.BadResponse(f"{self.endpoint}: node list without items")
+        return [_as_node(item) for item in items]
+
+    def start(self, host_ip: str, node_name: str, encryption_key: str) -> ClusterState:
+        """PUT /cluster without join_addrs: bootstrap a new cluster on this node."""
+        body = {"host_ip": host_ip, "node_name": node_name, "encryption_key": encryption_key}
+        return _as_state(self._call("PUT", API, "cluster", json_body=body))
+
+    def join(self, host_ip: str, node_name: str, encryption_key: str, join_addrs: Sequence[str]) -> ClusterState:
+        """PUT /cluster with join_addrs: join the cluster of those members."""
+        body = {
+            "host_ip": host_ip,
+            "node_name": node_name,
+            "encryption_key": encryption_key,
+            "join_addrs": list(join_addrs),
+        }
+        return _as_state(self._call("PUT", API, "cluster", json_body=body))
+
+    def configure(self, settings: Mapping[str, Any]) -> None:
+        """PATCH /cluster with arbitrary settings (sent to the master)."""
+        self._call("PATCH", API, "cluster", json_body=dict(settings))
+
+    def remove(self, node_name: str) -> None:
+        """DELETE /cluster/nodes/{name} (sent to the master)."""
+        self._call("DELETE", f"{API}/nodes/{quote(node_name, safe='')}", "node")
+
+    # -- transport -------------------------------------------------------------------------
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        name: str,
+        params: Mapping[str, str] | None = None,
+        json_body: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        headers = {"Accept": "application/json"}
+        data = None
+        if json_body is not None:
+            headers["Content-Type"] = "application/json"
+            data = json.dumps(json_body)
+        if self._conn.tenant:
+            headers["Tenant"] = self._conn.tenant
+        auth = (self._conn.credentials.username, self._conn.credentials.password) if self._conn.credentials else None
+        started = time.monotonic()
+        status = 0
+        try:
+            response = self._session.request(
+                method,
+                self.endpoint + path,
+                params=params,
+                data=data,
+                headers=headers,
+                auth=auth,
+                timeout=self._conn.timeout,
+                verify=self._conn.verify,
+                allow_redirects=False,
+            )
+            status = response.status_code
+            content = response.content
+        except requests.exceptions.SSLError as e:
+            raise errors.Unreachable(f"{self.endpoint}: TLS failed ({type(e).__name__})") from None
+        except requests.exceptions.Timeout:
+            raise errors.Unreachable(f"{self.endpoint}: timed out") from None
+        except requests.exceptions.RequestException as e:
+            raise errors.Unreachable(f"{self.endpoint}: {_short_reason(e)}") from None
+        finally:
+            if self._observer is not None:
+                self._observer(name, method, status, time.monotonic() - started)
+        try:
+            body = json.loads(content) if content else {}
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            if status >= 500:
+                raise errors.ServerError(status, None, "answer is not JSON")
+            raise errors.BadResponse(f"{self.endpoint}: HTTP {status} with a body that is not a JSON object")
+        if status != 200:
+            raise errors.error_for(status, body)
+        return body
+
+
+def _short_reason(e: Exception) -> str:
+    text = str(e).lower()
+    for needle, reason in (
+        ("refused", "connection refused"),
+        ("reset", "connection reset"),
+        ("aborted", "connection aborted"),
+        ("name or service", "name not resolved"),
+    ):
+        if needle in text:
+            return reason
+    return type(e).__name__
+
+
+def _as_state(body: Mapping[str, Any]) -> ClusterState:
+    state: ClusterState = {"initialized": bool(body.get("initialized", False))}
+    error = body.get("error")
+    state["error"] = str(error) if error else None
+    logs = body.get("logs")
+    if isinstance(logs, list):
+        state["logs"] = [
+            LogEntry(
+                message=str(entry.get("message", "")),
+                timestamp=int(entry.get("timestamp") or 0),
+                cursor=str(entry.get("cursor", "")),
+            )
+            for entry in logs
+            if isinstance(entry, dict)
+        ]
+    consul = body.get("consul")
+    if isinstance(consul, dict):
+        state["consul"] = consul
+    return state
+
+
+def _as_node(item: Any) -> ClusterNode:
+    if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+        raise errors.BadResponse("node list item without a name")
+    return ClusterNode(
+        name=item["name"],
+        host_ip=str(item.get("host_ip", "")),
+        online=bool(item.get("online", False)),
+        master=bool(item.get("master", False)),
+        initialized=bool(item.get("initialized", False)),
+    )

@@ -1,0 +1,66 @@
+"""Keeps secrets out of every log line: a registry of sensitive values and a logging filter.
+
+Every value read from a Secret is registered before use; the filter replaces each value, and
+its base64 and hex forms, in every formatted record of every logger (kopf's included).
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import threading
+
+MASK = "<redacted>"
+_MIN_LEN = 4  # shorter values would mask ordinary words
+_lock = threading.Lock()
+_values: frozenset[str] = frozenset()
+
+
+def register(value: str) -> None:
+    """Remember a secret value (and its encodings) so no log line ever shows it."""
+    global _values
+    if len(value) < _MIN_LEN:
+        return
+    raw = value.encode()
+    forms = {
+        value,
+        base64.b64encode(raw).decode(),
+        base64.urlsafe_b64encode(raw).decode(),
+        raw.hex(),
+    }
+    try:  # the key is itself base64: its decoded bytes' hex is a form too
+        decoded = base64.b64decode(value, validate=True)
+        if len(decoded) >= _MIN_LEN:
+            forms.add(decoded.hex())
+    except ValueError:
+        pass
+    with _lock:
+        _values = _values | {f for f in forms if len(f) >= _MIN_LEN}
+
+
+def scrub(text: str) -> str:
+    for value in sorted(_values, key=len, reverse=True):
+        if value in text:
+            text = text.replace(value, MASK)
+    return text
+
+
+class RedactingFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not _values:
+            return True
+        message = record.getMessage()
+        clean = scrub(message)
+        if record.exc_info and record.exc_info[1] is not None:
+            record.exc_text = scrub(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
+        if clean != message or record.args:
+            record.msg, record.args = clean, None
+        return True
+
+
+def install() -> None:
+    """Attach the filter to every handler of the root logger (call after logging is set up)."""
+    f = RedactingFilter()
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(f)
