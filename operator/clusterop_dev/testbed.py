@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_AUDIT_RESOURCES",
+    "Cluster",
     "ExistingCluster",
     "TestBed",
     "TestBedError",
@@ -666,6 +667,10 @@ class ExistingCluster(_ClusterAccess):
 
     def stop(self, keep: bool | None = None) -> None:
         pass
+
+
+# What the pytest fixture hands out: the local test bed, or the cluster E2E_CLUSTER names.
+Cluster = TestBed | ExistingCluster
 
 
 # ---- CLI ---------------------------------------------------------------------------------------------
