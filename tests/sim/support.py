@@ -58,12 +58,12 @@ class Manager:
     def control(self) -> dict[str, Any]:
         return self.sim.machine(self.host_ip)
 
-    def put(self, key: str, join: list[str] | None = None, **extra: Any) -> requests.Response:
+    def put(self, key: str, join: Any = None, auth: Any = ADMIN, **extra: Any) -> requests.Response:
         body: dict[str, Any] = {"host_ip": self.host_ip, "node_name": self.name, "encryption_key": key}
         if join is not None:
             body["join_addrs"] = join
         body.update(extra)
-        return self.request("PUT", json=body)
+        return self.request("PUT", json=body, auth=auth)
 
     def nodes(self) -> list[dict[str, Any]]:
         r = self.get("/nodes")
