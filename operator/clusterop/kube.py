@@ -18,7 +18,7 @@ from typing import Any
 
 import pykube
 import requests
-from requests.adapters import HTTPAdapter
+from pykube.http import KubernetesHTTPAdapter
 
 from . import redact
 from .model import GROUP, PLURAL, VERSION
@@ -39,7 +39,9 @@ class SecretData:
 class Kube:
     def __init__(self, api: pykube.HTTPClient) -> None:
         self.api = api
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=64)
+        # pykube's adapter carries the kubeconfig's TLS and auth: keep it, with a larger pool
+        # (passes run in parallel worker threads).
+        adapter = KubernetesHTTPAdapter(api.config, pool_connections=4, pool_maxsize=64)
         api.session.mount("https://", adapter)
         api.session.mount("http://", adapter)
 

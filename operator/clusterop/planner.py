@@ -108,6 +108,8 @@ def _without_master(spec: ClusterSpec, seen: Observed, memory: Memory, now: floa
     if pending is not None and pending.op == "bootstrap":
         target = spec.node(pending.node) or NodeSpec(pending.node, pending.host_ip, pending.endpoint)
         return (_resend_or_wait(seen, pending, now, Bootstrap(target, retry=True), "Bootstrapping"),)
+    if memory.leader and seen.kind(memory.leader) is NodeKind.REMOVED and replicas:
+        return (Wait("Electing", f"{memory.leader} was removed; waiting for the cluster to elect a new master"),)
     if replicas or (pending is not None and pending.op in ("join", "remove")):
         known = ", ".join(replicas) or "none answering"
         return (Wait("NoMaster", f"no node answers as master (replicas: {known}); waiting for the failover"),)

@@ -41,7 +41,7 @@ OWNED = (
     "pending",
 )
 #: Waits that are normal progress, not a problem to report as Degraded.
-PROGRESS_WAITS = frozenset({"Bootstrapping", "Joining", "Removing"})
+PROGRESS_WAITS = frozenset({"Bootstrapping", "Joining", "Removing", "Electing"})
 PHASE_BY_OP = {"bootstrap": "Bootstrapping", "join": "Joining", "remove": "Removing"}
 
 
@@ -51,18 +51,21 @@ class Problem:
     message: str
 
 
-def problems_of(seen: Observed | None, actions: Iterable[Action], spec: ClusterSpec | None) -> list[Problem]:
+def problems_of(
+    seen: Observed | None, actions: Iterable[Action], spec: ClusterSpec | None, pending: Pending | None = None
+) -> list[Problem]:
     found: list[Problem] = []
     for a in actions:
-        blocked = isinstance(a, Blocked) and a.reason != "WaitingForJoins"
-        if blocked or (isinstance(a, Wait) and a.reason not in PROGRESS_WAITS):
+        if isinstance(a, Blocked) and a.reason != "WaitingForJoins":
+            found.append(Problem(a.reason, a.message))
+        elif isinstance(a, Wait) and a.reason not in PROGRESS_WAITS:
             found.append(Problem(a.reason, a.message))
     if seen is not None:
         for n in seen.nodes.values():
             if n.kind is NodeKind.UNREACHABLE and (spec is None or n.name in spec.names):
                 found.append(Problem("NodeUnreachable", f"{n.name} is unreachable: {n.detail}"))
         for m in seen.members or ():
-            if not m.online:
+            if not m.online and not (pending is not None and pending.node == m.name):
                 found.append(Problem("NodeOffline", f"{m.name} is offline in the master's node list"))
     unique: dict[tuple[str, str], Problem] = {}
     for p in found:
@@ -99,7 +102,7 @@ def build(
     """The whole owned status after a pass that reached the managers."""
     pending = memory.pending
     members = {m.name: m for m in seen.members or ()}
-    problems = problems_of(seen, actions, spec)
+    problems = problems_of(seen, actions, spec, pending)
     applied = memory.applied_config_hash
     config_ok = spec.config_hash == (applied or EMPTY_CONFIG_HASH)
     wanted_online = sum(1 for n in spec.nodes if n.name in members and members[n.name].online)

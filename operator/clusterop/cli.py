@@ -1,0 +1,147 @@
+"""`cloudify-cluster-operator`: run the operator against the current kubeconfig.
+
+KUBECONFIG (or ~/.kube/config) outside a cluster, the pod's ServiceAccount inside one. It
+installs nothing into the cluster: the CRD comes from crds/ (or the Helm chart).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import kopf
+
+from . import handlers, metrics, redact
+from .client import make_session
+from .kube import Kube
+from .reconciler import Reconciler, Settings
+
+log = logging.getLogger("clusterop.cli")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="cloudify-cluster-operator", description=__doc__)
+    scope = p.add_mutually_exclusive_group()
+    scope.add_argument("-n", "--namespace", action="append", default=[], help="watch this namespace (repeatable)")
+    scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace (the default)")
+    p.add_argument("--resync-seconds", type=float, default=30.0, help="timer between passes of a steady cluster")
+    p.add_argument("--workers", type=int, default=16, help="reconcile passes running at once")
+    p.add_argument("--request-timeout", type=float, default=5.0, help="seconds to wait for a manager's answer")
+    p.add_argument("--connect-timeout", type=float, default=2.0, help="seconds to wait for a manager connection")
+    p.add_argument("--liveness", default="http://0.0.0.0:8080/healthz", help="liveness endpoint URL; '' disables")
+    p.add_argument("--metrics-port", type=int, default=9090, help="Prometheus metrics port; 0 disables")
+    p.add_argument("--metrics-addr", default="0.0.0.0")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--log-format", default="text", choices=["text", "json"])
+    p.add_argument(
+        "--peering",
+        default=None,
+        metavar="NAME",
+        help="coordinate with other instances through this (Cluster)KopfPeering object; default: standalone",
+    )
+    p.add_argument("--priority", type=int, default=0, help="peering priority (higher wins)")
+    p.add_argument(
+        "--watch-secrets",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="react at once to Secret changes (auto: on when namespaced, off cluster-wide)",
+    )
+    p.add_argument("--delete-timeout", type=float, default=300.0, help="give up removing nodes on delete after this")
+    return p.parse_args(argv)
+
+
+def configure_logging(level: str, fmt: str) -> None:
+    kopf.configure(
+        debug=level == "debug",
+        verbose=level == "debug",
+        quiet=level in ("warning", "error"),
+        log_format=kopf.LogFormat.JSON if fmt == "json" else kopf.LogFormat.FULL,
+        log_prefix=fmt != "json",
+    )
+    logging.getLogger().setLevel(level.upper())
+    if level != "debug":  # kopf logs every event handler call at INFO; ours log what matters
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    for noisy in ("urllib3", "requests"):
+        logging.getLogger(noisy).setLevel(logging.WARNING if level != "debug" else logging.INFO)
+    redact.install()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    configure_logging(args.log_level, args.log_format)
+    namespaced = bool(args.namespace)
+    watch_secrets = args.watch_secrets == "on" or (args.watch_secrets == "auto" and namespaced)
+    if watch_secrets:
+        handlers.register_secret_watch()
+    kube = Kube.from_env()
+    fanout = ThreadPoolExecutor(max_workers=max(8, args.workers * 3), thread_name_prefix="manager")
+    passes = ThreadPoolExecutor(max_workers=args.workers, thread_name_prefix="pass")
+    reconciler = Reconciler(
+        kube=kube,
+        session=make_session(),
+        pool=fanout,
+        settings=Settings(
+            resync_seconds=args.resync_seconds, request_timeout=(args.connect_timeout, args.request_timeout)
+        ),
+        observer=metrics.observe_request,
+    )
+    runtime = handlers.Runtime(
+        reconciler=reconciler,
+        kube=kube,
+        passes=passes,
+        watch_secrets=watch_secrets,
+        delete_timeout=args.delete_timeout,
+        stall_after=max(120.0, 4 * args.resync_seconds),
+    )
+
+    @kopf.on.startup()
+    def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+        settings.persistence.finalizer = "cloudify.co/finalizer"
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="cloudify.co")
+        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+            prefix="cloudify.co", key="last-handled-configuration"
+        )
+        settings.posting.level = logging.WARNING  # kopf's own events: only problems
+        settings.execution.max_workers = 4  # kopf's sync handlers are tiny; passes have their own pool
+        settings.networking.request_timeout = 30
+        settings.watching.server_timeout = 300
+        settings.watching.client_timeout = 330
+        settings.peering.standalone = args.peering is None
+        if args.peering:
+            settings.peering.name = args.peering
+            settings.peering.priority = args.priority
+            settings.peering.clusterwide = not namespaced
+            settings.peering.mandatory = True
+        if args.metrics_port:
+            metrics.serve(args.metrics_port, args.metrics_addr)
+
+    log.info(
+        "Starting operator namespaces=%s resync=%ss workers=%d watch_secrets=%s",
+        ",".join(args.namespace) or "*",
+        args.resync_seconds,
+        args.workers,
+        watch_secrets,
+    )
+    try:
+        kopf.run(
+            clusterwide=not namespaced,
+            namespaces=args.namespace,
+            standalone=args.peering is None,
+            peering_name=args.peering,
+            priority=args.priority,
+            liveness_endpoint=args.liveness or None,
+            memo=kopf.Memo(runtime=runtime),
+        )
+    except KeyboardInterrupt:
+        pass
+    finally:
+        passes.shutdown(wait=False, cancel_futures=True)
+        fanout.shutdown(wait=False, cancel_futures=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
