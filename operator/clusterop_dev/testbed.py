@@ -66,6 +66,12 @@ DEFAULT_AUDIT_RESOURCES: Mapping[str, tuple[str, ...]] = {
 WRITE_VERBS = ("create", "update", "patch", "delete", "deletecollection")
 
 STOP_GRACE_SECONDS = 5.0
+# Everything the test bed writes into its work folder (removed one by one when the folder is not its own).
+_WORKDIR_ARTIFACTS = (
+    "openssl.cnf", "ca.key", "ca.crt", "serving.key", "serving.csr", "serving.crt", "admin.key", "admin.csr",
+    "admin.crt", "sa.key", "kubeconfig", "audit-policy.json", "audit.log", "pids.json", "etcd-data",
+    "apiserver-certs", "etcd.log", "kube-apiserver.log", "kube-controller-manager.log",
+)  # fmt: skip
 ADMIN_USER = "testbed-admin"
 
 
@@ -177,7 +183,7 @@ class _ClusterAccess:
     server: str
     kubeconfig: Path
 
-    def api_client(self) -> ApiClient:
+    def api_client(self, connection_pool_maxsize: int | None = None) -> ApiClient:
         raise NotImplementedError
 
     def ca_pem(self) -> bytes:
@@ -330,8 +336,8 @@ class TestBed(_ClusterAccess):
             self._created_workdir = True
         else:
             self.workdir = Path(self.workdir).resolve()
+            self._created_workdir = not self.workdir.exists()
             self.workdir.mkdir(parents=True, exist_ok=True)
-            self._created_workdir = True
         binaries = self.binaries or control_plane_binaries()
         for b in ("etcd", "kube-apiserver"):
             if not os.access(binaries / b, os.X_OK):
@@ -383,6 +389,14 @@ class TestBed(_ClusterAccess):
                     self.kubeconfig_path.unlink()
             if self._created_workdir:
                 shutil.rmtree(self.workdir, ignore_errors=True)
+            else:  # a folder someone else made: remove only what the test bed put there
+                for name in _WORKDIR_ARTIFACTS:
+                    target = self.workdir / name
+                    if target.is_dir():
+                        shutil.rmtree(target, ignore_errors=True)
+                    else:
+                        with contextlib.suppress(FileNotFoundError):
+                            target.unlink()
 
     def _stop_at_exit(self) -> None:
         self.stop()
@@ -423,11 +437,17 @@ class TestBed(_ClusterAccess):
         config.key_file = str(self.client_key)
         return config
 
-    def api_client(self) -> ApiClient:
-        """A kubernetes ApiClient as the admin (system:masters); close it when done."""
+    def api_client(self, connection_pool_maxsize: int | None = None) -> ApiClient:
+        """A kubernetes ApiClient as the admin (system:masters); close it when done.
+
+        connection_pool_maxsize: raise it for many concurrent requests (default: 5 per CPU).
+        """
         from kubernetes import client
 
-        return client.ApiClient(self._configuration())
+        config = self._configuration()
+        if connection_pool_maxsize is not None:
+            config.connection_pool_maxsize = connection_pool_maxsize
+        return client.ApiClient(config)
 
     def ssl_context(self) -> ssl.SSLContext:
         """TLS context trusting the test bed's CA and presenting the admin certificate."""
@@ -557,7 +577,8 @@ class TestBed(_ClusterAccess):
                     str(binaries / "kube-controller-manager"),
                     f"--kubeconfig={self.kubeconfig}",
                     "--leader-elect=false",
-                    "--controllers=namespace-controller,garbage-collector-controller",
+                    # serviceaccount-controller: every namespace gets its `default` ServiceAccount.
+                    "--controllers=namespace-controller,garbage-collector-controller,serviceaccount-controller",
                     f"--root-ca-file={self.ca_file}",
                     f"--service-account-private-key-file={d / 'sa.key'}",
                     "--use-service-account-credentials=false",
@@ -654,10 +675,13 @@ class ExistingCluster(_ClusterAccess):
         load(config_file=str(self.kubeconfig), client_configuration=configuration)
         return configuration
 
-    def api_client(self) -> ApiClient:
+    def api_client(self, connection_pool_maxsize: int | None = None) -> ApiClient:
         from kubernetes import client
 
-        return client.ApiClient(self._configuration())
+        config = self._configuration()
+        if connection_pool_maxsize is not None:
+            config.connection_pool_maxsize = connection_pool_maxsize
+        return client.ApiClient(config)
 
     def ca_pem(self) -> bytes:
         return Path(self._configuration().ssl_ca_cert).read_bytes()

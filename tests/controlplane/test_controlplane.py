@@ -110,10 +110,23 @@ def widget(name: str, replicas: Any, nodes: list[str] | None = None) -> dict[str
     return {"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, "metadata": {"name": name}, "spec": spec}
 
 
-def refusal(create: Callable[[], object]) -> ApiException:
+def refusal(call: Callable[..., object], *args: Any) -> ApiException:
+    """The ApiException that call(*args) raises."""
     with pytest.raises(ApiException) as refused:
-        create()
+        call(*args)
     return refused.value
+
+
+def crd_model(crd: dict[str, Any]) -> client.V1CustomResourceDefinition:
+    model = client.V1CustomResourceDefinition.from_dict(crd)
+    assert model is not None
+    return model
+
+
+def client_from_kubeconfig(path: Path) -> ApiClient:
+    load: Any = config.new_client_from_config  # untyped
+    api: ApiClient = load(str(path))
+    return api
 
 
 @pytest.fixture(scope="module")
@@ -124,10 +137,11 @@ def widgets(kube_api: ApiClient) -> Iterator[str]:
     if not gone(lambda: extensions.read_custom_resource_definition(name)):
         extensions.delete_custom_resource_definition(name)
         wait_for(lambda: gone(lambda: extensions.read_custom_resource_definition(name)), 30, "the old CRD to go")
-    extensions.create_custom_resource_definition(client.V1CustomResourceDefinition.from_dict(widget_crd()))
+    extensions.create_custom_resource_definition(crd_model(widget_crd()))
 
     def established() -> bool:
-        conditions = extensions.read_custom_resource_definition(name).status.conditions or []
+        status = extensions.read_custom_resource_definition(name).status
+        conditions = (status.conditions if status else None) or []
         return any(c.type == "Established" and c.status == "True" for c in conditions)
 
     wait_for(established, 30, f"CRD {name} to be Established")
@@ -189,9 +203,7 @@ def test_custom_object_within_schema_and_rules_is_stored(kube_api: ApiClient, wi
 
 def test_custom_object_violating_the_schema_is_refused(kube_api: ApiClient, widgets: str, namespace: str) -> None:
     objects = client.CustomObjectsApi(kube_api)
-    refused = refusal(
-        lambda: objects.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, widget("big", 9))
-    )
+    refused = refusal(objects.create_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, widget("big", 9))
     assert refused.status == 422
     assert "spec.replicas" in str(refused.body)
     assert "should be less than or equal to 5" in str(refused.body)
@@ -202,7 +214,7 @@ def test_custom_object_violating_a_cel_rule_is_refused_with_its_message(
 ) -> None:
     objects = client.CustomObjectsApi(kube_api)
     crowded = widget("crowded", 1, ["a", "b", "c"])
-    refused = refusal(lambda: objects.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, crowded))
+    refused = refusal(objects.create_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, crowded)
     assert refused.status == 422
     assert CEL_MESSAGE in str(refused.body)
 
@@ -217,9 +229,7 @@ def test_cel_rule_over_unbounded_lists_is_refused_by_the_cost_budget(kube_api: A
         {"rule": "self.nodes.all(a, self.nodes.all(b, a == b || !a.contains(b)))", "message": "m"}
     ]
     extensions = client.ApiextensionsV1Api(kube_api)
-    refused = refusal(
-        lambda: extensions.create_custom_resource_definition(client.V1CustomResourceDefinition.from_dict(crd))
-    )
+    refused = refusal(extensions.create_custom_resource_definition, crd_model(crd))
     assert refused.status == 422
     assert "cost" in str(refused.body)
 
@@ -252,7 +262,7 @@ def test_service_account_token_gets_what_its_role_grants_and_nothing_else(
     token = testbed.create_token(namespace, "reader", duration=600)
     kubeconfig = testbed.kubeconfig_for_token(token, tmp_path / "reader.kubeconfig")
 
-    with testbed.token_client(token) as as_reader, config.new_client_from_config(str(kubeconfig)) as via_file:
+    with testbed.token_client(token) as as_reader, client_from_kubeconfig(kubeconfig) as via_file:
         for api in (as_reader, via_file):
             reader = client.CoreV1Api(api)
 
@@ -266,15 +276,12 @@ def test_service_account_token_gets_what_its_role_grants_and_nothing_else(
                 return True
 
             wait_for(allowed, 10, "the Role to grant listing configmaps")
+            nope = client.V1ConfigMap(metadata=client.V1ObjectMeta(name="nope"))
             refused = [
-                refusal(lambda reader=reader: reader.list_namespaced_secret(namespace)),
-                refusal(
-                    lambda reader=reader: reader.create_namespaced_config_map(
-                        namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="nope"))
-                    )
-                ),
-                refusal(lambda reader=reader: reader.list_namespaced_config_map("default")),
-                refusal(lambda reader=reader: reader.list_namespace()),
+                refusal(reader.list_namespaced_secret, namespace),
+                refusal(reader.create_namespaced_config_map, namespace, nope),
+                refusal(reader.list_namespaced_config_map, "default"),
+                refusal(reader.list_namespace),
             ]
             assert [e.status for e in refused] == [403, 403, 403, 403]
             assert f"system:serviceaccount:{namespace}:reader" in str(refused[0].body)
@@ -375,7 +382,7 @@ def test_cli_starts_in_the_background_and_stops(tmp_path: Path) -> None:
         assert status.returncode == 0 and "ready=true" in status.stdout, status.stdout + status.stderr
         supervisor = int((folder / "pid").read_text())
         children = json.loads((folder / "run" / "pids.json").read_text())
-        with config.new_client_from_config(str(folder / "kubeconfig")) as api:
+        with client_from_kubeconfig(folder / "kubeconfig") as api:
             assert client.CoreV1Api(api).read_namespace("default").metadata is not None
     finally:
         down = run("down")

@@ -1,0 +1,294 @@
+"""What the e2e tests, the demo, the benchmark and the chaos suite share: the operator as a
+separate process, ManagerCluster objects built from simulator machines, and explicit waits.
+
+Speaks to Kubernetes with the `kubernetes` client (the operator itself uses pykube-ng).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from kubernetes import client
+from kubernetes.client import ApiClient
+from kubernetes.client.exceptions import ApiException
+
+GROUP, VERSION, PLURAL = "cloudify.co", "v1alpha1", "managerclusters"
+REPO = Path(__file__).resolve().parents[2]
+CRD_FILE = REPO / "crds" / "cloudify.co_managerclusters.yaml"
+T = TypeVar("T")
+
+
+class Timeout(AssertionError):
+    pass
+
+
+def wait_for(what: Callable[[], T | None], timeout: float = 30.0, interval: float = 0.05, message: str = "") -> T:
+    """Poll until `what()` returns something truthy; fail with the last value otherwise."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while True:
+        last = what()
+        if last:
+            return last
+        if time.monotonic() > deadline:
+            raise Timeout(f"timed out after {timeout}s waiting for {message or what}: last={last!r}")
+        time.sleep(interval)
+
+
+# -- the operator as a process ------------------------------------------------------------------
+
+
+class OperatorProcess:
+    """`cloudify-cluster-operator` run as users run it, against a kubeconfig file."""
+
+    def __init__(
+        self,
+        kubeconfig: str | os.PathLike[str],
+        namespaces: Sequence[str] = (),
+        *,
+        resync_seconds: float = 3.0,
+        log_path: str | os.PathLike[str] | None = None,
+        log_level: str = "debug",
+        extra_args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.kubeconfig = str(kubeconfig)
+        self.namespaces = list(namespaces)
+        self.resync_seconds = resync_seconds
+        self.log_path = Path(log_path) if log_path else Path(f"/tmp/clusterop-operator-{os.getpid()}-{id(self)}.log")
+        self.log_level = log_level
+        self.extra_args = list(extra_args)
+        self.env = dict(env or {})
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    def command(self) -> list[str]:
+        args = [sys.executable, "-m", "clusterop.cli", "--resync-seconds", str(self.resync_seconds)]
+        args += ["--log-level", self.log_level, "--metrics-port", "0", "--liveness", ""]
+        for ns in self.namespaces:
+            args += ["--namespace", ns]
+        if not self.namespaces:
+            args.append("--all-namespaces")
+        return args + self.extra_args
+
+    def start(self) -> OperatorProcess:
+        env = {**os.environ, "KUBECONFIG": self.kubeconfig, "PYTHONUNBUFFERED": "1", **self.env}
+        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
+        log.write(f"\n=== operator start #{self.starts + 1}: {' '.join(self.command())}\n".encode())
+        log.flush()
+        self.proc = subprocess.Popen(
+            self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
+        )
+        log.close()
+        self.starts += 1
+        return self
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash: no cleanup of any kind."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        return self.proc.returncode
+
+    def restart(self) -> OperatorProcess:
+        self.stop()
+        return self.start()
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def __enter__(self) -> OperatorProcess:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+
+# -- Kubernetes objects -------------------------------------------------------------------------
+
+
+def apply_crd(api: ApiClient) -> None:
+    """Server-side apply of the CRD from crds/, then wait until it is served."""
+    import yaml
+
+    body = yaml.safe_load(CRD_FILE.read_text())
+    ext = client.ApiextensionsV1Api(api)
+    api.call_api(
+        "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}",
+        "PATCH",
+        path_params={"name": body["metadata"]["name"]},
+        query_params=[("fieldManager", "clusterop-tests"), ("force", "true")],
+        header_params={"Content-Type": "application/apply-patch+yaml", "Accept": "application/json"},
+        body=body,
+        auth_settings=["BearerToken"],
+        response_type="object",
+        _return_http_data_only=True,
+    )
+
+    def established() -> bool:
+        crd = ext.read_custom_resource_definition(body["metadata"]["name"])
+        return any(c.type == "Established" and c.status == "True" for c in crd.status.conditions or [])
+
+    wait_for(established, timeout=30, message="the CRD to be established")
+
+
+def node_specs(machines: Sequence[Mapping[str, Any]], prefix: str = "manager") -> list[dict[str, str]]:
+    return [
+        {"name": f"{prefix}-{i + 1}", "hostIP": m["host_ip"], "endpoint": m["endpoint"]} for i, m in enumerate(machines)
+    ]
+
+
+def manager_cluster(
+    name: str,
+    nodes: Sequence[Mapping[str, str]],
+    *,
+    key_secret: str = "cluster-key",
+    credentials_secret: str = "manager-admin",
+    config: Mapping[str, Any] | None = None,
+    deletion_policy: str | None = None,
+    paused: bool = False,
+    generate_key: bool = False,
+) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "nodes": [dict(n) for n in nodes],
+        "encryptionKeySecretRef": {"name": key_secret, **({"generate": True} if generate_key else {})},
+        "credentialsSecretRef": {"name": credentials_secret},
+    }
+    if config is not None:
+        spec["config"] = dict(config)
+    if deletion_policy:
+        spec["deletionPolicy"] = deletion_policy
+    meta: dict[str, Any] = {"name": name}
+    if paused:
+        meta["annotations"] = {"cloudify.co/paused": "true"}
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "ManagerCluster", "metadata": meta, "spec": spec}
+
+
+class Clusters:
+    """ManagerCluster objects of one namespace."""
+
+    def __init__(self, api: ApiClient, namespace: str) -> None:
+        self.api = api
+        self.ns = namespace
+        self.custom = client.CustomObjectsApi(api)
+        self.core = client.CoreV1Api(api)
+
+    # secrets
+    def put_secret(self, name: str, data: Mapping[str, str]) -> None:
+        body = client.V1Secret(
+            metadata=client.V1ObjectMeta(name=name),
+            data={k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
+        )
+        try:
+            self.core.create_namespaced_secret(self.ns, body)
+        except ApiException as e:
+            if e.status != 409:
+                raise
+            self.core.replace_namespaced_secret(name, self.ns, body)
+
+    def put_credentials(self, name: str = "manager-admin", username: str = "admin", password: str = "admin") -> None:
+        self.put_secret(name, {"username": username, "password": password})
+
+    def put_key(self, name: str = "cluster-key", key: str | None = None) -> str:
+        value = key if key is not None else base64.b64encode(os.urandom(16)).decode()
+        self.put_secret(name, {"encryptionKey": value})
+        return value
+
+    # the custom resource
+    def create(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = self.custom.create_namespaced_custom_object(GROUP, VERSION, self.ns, PLURAL, body)
+        return result
+
+    def get(self, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.custom.get_namespaced_custom_object(GROUP, VERSION, self.ns, PLURAL, name)
+        return result
+
+    def exists(self, name: str) -> bool:
+        try:
+            self.get(name)
+            return True
+        except ApiException as e:
+            if e.status == 404:
+                return False
+            raise
+
+    def patch(self, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = self.api.call_api(
+            f"/apis/{GROUP}/{VERSION}/namespaces/{{namespace}}/{PLURAL}/{{name}}",
+            "PATCH",
+            path_params={"namespace": self.ns, "name": name},
+            header_params={"Content-Type": "application/merge-patch+json", "Accept": "application/json"},
+            body=dict(patch),
+            auth_settings=["BearerToken"],
+            response_type="object",
+            _return_http_data_only=True,
+        )
+        return result
+
+    def set_nodes(self, name: str, nodes: Sequence[Mapping[str, str]]) -> dict[str, Any]:
+        return self.patch(name, {"spec": {"nodes": [dict(n) for n in nodes]}})
+
+    def set_paused(self, name: str, paused: bool) -> dict[str, Any]:
+        return self.patch(name, {"metadata": {"annotations": {"cloudify.co/paused": "true" if paused else None}}})
+
+    def delete(self, name: str) -> None:
+        self.custom.delete_namespaced_custom_object(GROUP, VERSION, self.ns, PLURAL, name)
+
+    def status(self, name: str) -> dict[str, Any]:
+        return dict(self.get(name).get("status") or {})
+
+    def condition(self, name: str, type_: str) -> dict[str, Any] | None:
+        return next((c for c in self.status(name).get("conditions") or [] if c.get("type") == type_), None)
+
+    def is_ready(self, name: str) -> bool:
+        obj = self.get(name)
+        st = obj.get("status") or {}
+        ready = next((c for c in st.get("conditions") or [] if c.get("type") == "Ready"), None)
+        return bool(
+            ready
+            and ready.get("status") == "True"
+            and st.get("observedGeneration") == obj["metadata"].get("generation")
+        )
+
+    def wait_ready(self, name: str, timeout: float = 30.0) -> dict[str, Any]:
+        wait_for(lambda: self.is_ready(name), timeout=timeout, message=f"{self.ns}/{name} to be Ready")
+        return self.status(name)
+
+    def wait_status(
+        self, name: str, pred: Callable[[dict[str, Any]], bool], timeout: float = 30.0, message: str = ""
+    ) -> dict[str, Any]:
+        def check() -> dict[str, Any] | None:
+            st = self.status(name)
+            return st if pred(st) else None
+
+        return wait_for(check, timeout=timeout, message=message or f"a status of {self.ns}/{name}")
+
+    def events(self, name: str) -> list[dict[str, str | None]]:
+        items = self.core.list_namespaced_event(self.ns, field_selector=f"involvedObject.name={name}").items
+        return [{"type": e.type, "reason": e.reason, "message": e.message} for e in items]
