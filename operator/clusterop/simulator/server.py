@@ -239,10 +239,10 @@ class Simulator:
             raise asyncio.CancelledError
         prefix = self.options.endpoint_prefix
         path = request.path
+        self.total_requests += 1
+        self.requests[(endpoint.machine.host_ip, request.method, path)] += 1  # as sent, prefix included
         if prefix:
             path = path[len(prefix) :] if path == prefix or path.startswith(prefix + "/") else "\0" + path
-        self.total_requests += 1
-        self.requests[(endpoint.machine.host_ip, request.method, path)] += 1
         if endpoint.latency > 0:
             await asyncio.sleep(endpoint.latency)
         fault = endpoint.take_fault()
