@@ -130,3 +130,34 @@ def test_start_glitches(own_sim: OwnSim) -> None:
     m = Manager(sim, sim.machines[0])
     m.put(new_key())
     assert [m.get().status_code for _ in range(3)] == [502, 502, 200]
+
+
+def test_advertise_host_goes_into_endpoints(own_sim: OwnSim) -> None:
+    sim = own_sim(2, "--advertise-host", "localhost")
+    assert sim.control.startswith("http://localhost:")
+    assert all(m["endpoint"].startswith("http://localhost:") for m in sim.machines)
+    assert requests.get(sim.machines[0]["endpoint"] + "/api/v3/cluster", auth=("admin", "admin"), timeout=5).ok
+
+
+def test_deploy_manifests_match_the_cli() -> None:
+    """deploy/simulator: the container args parse, and the Service exposes the control port and
+    one port per machine (machine i on --machine-base-port + i - 1)."""
+    from pathlib import Path
+
+    import yaml
+
+    from clusterop.simulator.cli import build_parser, options_from
+
+    root = Path(__file__).resolve().parents[2] / "deploy" / "simulator"
+    deployment = yaml.safe_load((root / "deployment.yaml").read_text())
+    service = yaml.safe_load((root / "service.yaml").read_text())
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == "cloudify-cluster-operator:dev"
+    assert container["command"] == ["cloudify-manager-sim"]
+    args = [a.replace("$(POD_NAMESPACE)", "ns") for a in container["args"]]
+    options = options_from(build_parser().parse_args(args))
+    assert options.host == "0.0.0.0" and options.advertise_host == "cloudify-manager-sim.ns.svc"
+    wanted = {options.port} | {options.base_port + i for i in range(options.machines)}
+    assert {p["port"] for p in service["spec"]["ports"]} == wanted
+    assert {p["containerPort"] for p in container["ports"]} == wanted
+    assert service["metadata"]["name"] == "cloudify-manager-sim"

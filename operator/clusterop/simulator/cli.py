@@ -37,6 +37,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address every port binds to (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=0, help="control API port; 0 picks a free one (default 0)")
     p.add_argument("--endpoint-prefix", type=_prefix, default="", help="path prefix of every machine endpoint")
+    p.add_argument(
+        "--advertise-host",
+        default="",
+        help="host written into the announced endpoints and control URL (default: --host), e.g. a Service name",
+    )
+    p.add_argument(
+        "--machine-base-port",
+        type=int,
+        default=0,
+        help="machine i listens on this port + i (fixed ports for a Kubernetes Service); 0: ephemeral (default)",
+    )
     p.add_argument("--users", default=DEFAULT_USERS, help=f"name:password:role,... (default {DEFAULT_USERS})")
     p.add_argument("--start-delay", type=_delay, default=d.start, help=f"seconds a bootstrap takes ({d.start})")
     p.add_argument("--join-delay", type=_delay, default=d.join, help=f"seconds a join takes ({d.join})")
@@ -110,6 +121,8 @@ def options_from(args: argparse.Namespace) -> Options:
         host=args.host,
         port=args.port,
         endpoint_prefix=args.endpoint_prefix,
+        advertise_host=args.advertise_host,
+        base_port=args.machine_base_port,
         users=parse_users(args.users),
         delays=Delays(start=args.start_delay, join=args.join_delay, failover=args.failover_delay),
         behaviour=Behaviour(

@@ -76,6 +76,8 @@ class Options:
     host: str = "127.0.0.1"
     port: int = 0
     endpoint_prefix: str = ""
+    advertise_host: str = ""  # host written into endpoints and the control URL; default --host
+    base_port: int = 0  # machine i listens on base_port + i (fixed ports for a Service); 0: ephemeral
     users: tuple[User, ...] = parse_users(DEFAULT_USERS)
     delays: Delays = Delays()
     behaviour: Behaviour = Behaviour()

@@ -140,7 +140,7 @@ class Simulator:
         await self._control_server.shutdown(0.5)
 
     def base_url(self, port: int) -> str:
-        host = self.options.host
+        host = self.options.advertise_host or self.options.host
         if ":" in host:
             host = f"[{host}]"
         return f"http://{host}:{port}"
@@ -165,8 +165,9 @@ class Simulator:
     async def add_machines(self, count: int) -> list[Endpoint]:
         added = []
         for _ in range(count):
-            machine = self.registry.add_machine(host_ip_for(len(self.endpoints)))
-            endpoint = Endpoint(machine, port=0)
+            index = len(self.endpoints)
+            machine = self.registry.add_machine(host_ip_for(index))
+            endpoint = Endpoint(machine, port=self.options.base_port + index if self.options.base_port else 0)
             self.endpoints[machine.host_ip] = endpoint
             await self._listen(endpoint)
             added.append(endpoint)
