@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from kubernetes import client
 from kubernetes.client import ApiClient
@@ -37,7 +37,7 @@ def wait_for(what: Callable[[], T | None], timeout: float = 30.0, interval: floa
     while True:
         last = what()
         if last:
-            return last
+            return last  # type: ignore[no-any-return]
         if time.monotonic() > deadline:
             raise Timeout(f"timed out after {timeout}s waiting for {message or what}: last={last!r}")
         time.sleep(interval)
@@ -139,21 +139,18 @@ def apply_crd(api: ApiClient) -> None:
 
     body = yaml.safe_load(CRD_FILE.read_text())
     ext = client.ApiextensionsV1Api(api)
-    api.call_api(
-        "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}",
-        "PATCH",
-        path_params={"name": body["metadata"]["name"]},
-        query_params=[("fieldManager", "clusterop-tests"), ("force", "true")],
-        header_params={"Content-Type": "application/apply-patch+yaml", "Accept": "application/json"},
-        body=body,
-        auth_settings=["BearerToken"],
-        response_type="object",
-        _return_http_data_only=True,
+    ext.patch_custom_resource_definition(
+        body["metadata"]["name"],
+        body,
+        field_manager="clusterop-tests",
+        force=True,
+        _content_type="application/apply-patch+yaml",
     )
 
     def established() -> bool:
         crd = ext.read_custom_resource_definition(body["metadata"]["name"])
-        return any(c.type == "Established" and c.status == "True" for c in crd.status.conditions or [])
+        conditions = crd.status.conditions if crd.status else None
+        return any(c.type == "Established" and c.status == "True" for c in conditions or [])
 
     wait_for(established, timeout=30, message="the CRD to be established")
 
@@ -222,12 +219,11 @@ class Clusters:
 
     # the custom resource
     def create(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        result: dict[str, Any] = self.custom.create_namespaced_custom_object(GROUP, VERSION, self.ns, PLURAL, body)
-        return result
+        result = self.custom.create_namespaced_custom_object(GROUP, VERSION, self.ns, PLURAL, dict(body))
+        return cast(dict[str, Any], result)
 
     def get(self, name: str) -> dict[str, Any]:
-        result: dict[str, Any] = self.custom.get_namespaced_custom_object(GROUP, VERSION, self.ns, PLURAL, name)
-        return result
+        return cast(dict[str, Any], self.custom.get_namespaced_custom_object(GROUP, VERSION, self.ns, PLURAL, name))
 
     def exists(self, name: str) -> bool:
         try:
@@ -239,17 +235,10 @@ class Clusters:
             raise
 
     def patch(self, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
-        result: dict[str, Any] = self.api.call_api(
-            f"/apis/{GROUP}/{VERSION}/namespaces/{{namespace}}/{PLURAL}/{{name}}",
-            "PATCH",
-            path_params={"namespace": self.ns, "name": name},
-            header_params={"Content-Type": "application/merge-patch+json", "Accept": "application/json"},
-            body=dict(patch),
-            auth_settings=["BearerToken"],
-            response_type="object",
-            _return_http_data_only=True,
+        result = self.custom.patch_namespaced_custom_object(
+            GROUP, VERSION, self.ns, PLURAL, name, dict(patch), _content_type="application/merge-patch+json"
         )
-        return result
+        return cast(dict[str, Any], result)
 
     def set_nodes(self, name: str, nodes: Sequence[Mapping[str, str]]) -> dict[str, Any]:
         return self.patch(name, {"spec": {"nodes": [dict(n) for n in nodes]}})

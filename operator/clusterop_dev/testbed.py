@@ -577,8 +577,10 @@ class TestBed(_ClusterAccess):
                     str(binaries / "kube-controller-manager"),
                     f"--kubeconfig={self.kubeconfig}",
                     "--leader-elect=false",
-                    # serviceaccount-controller: every namespace gets its `default` ServiceAccount.
-                    "--controllers=namespace-controller,garbage-collector-controller,serviceaccount-controller",
+                    # As in a real cluster, each namespace gets its `default` ServiceAccount and the
+                    # admin/edit/view ClusterRoles are aggregated (empty without that controller).
+                    "--controllers=namespace-controller,garbage-collector-controller,"
+                    "serviceaccount-controller,clusterrole-aggregation-controller",
                     f"--root-ca-file={self.ca_file}",
                     f"--service-account-private-key-file={d / 'sa.key'}",
                     "--use-service-account-credentials=false",
