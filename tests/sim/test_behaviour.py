@@ -485,3 +485,16 @@ def test_many_independent_clusters(fresh: Fresh) -> None:
     assert len(set(keys)) == 3
     ids = {m.control()["cluster"] for m in machines}
     assert len(ids) == 3
+
+
+def test_removing_an_offline_member_can_restore_the_majority(fresh: Fresh) -> None:
+    a, b, c, d = fresh(4)
+    form([a, b, c, d])
+    a.sim.offline(a.host_ip)
+    a.sim.offline(c.host_ip)  # 2 of 4 online: no majority, no election
+    with pytest.raises(AssertionError):
+        wait_for(lambda: b.control()["state"] == "master", timeout=0.8)
+    a.sim.remove(c.host_ip)  # 2 of 3 online
+    b.wait_state("master")
+    a.sim.online(a.host_ip)
+    a.sim.online(c.host_ip)

@@ -282,9 +282,12 @@ class Registry:
         machine.state = NodeState.REMOVED
         self.log(machine, "This node was removed from the Cloudify Manager cluster")
         cluster = machine.cluster
-        if cluster is not None and was_master and cluster.master is machine:
+        if cluster is None:
+            return
+        if was_master and cluster.master is machine:
             cluster.master = None
             cluster.leaderless_since = now
+        if cluster.master is None or not cluster.master.online:  # fewer voters may make a majority
             self._consider_election(cluster, now)
 
     def set_master(self, cluster: Cluster, target: Machine, now: float) -> None:
