@@ -59,3 +59,6 @@ sim: venv ## Run the manager simulator with 5 machines in the foreground
 .PHONY: demo
 demo: venv controlplane ## The main job: control plane + 5 simulated managers + operator; form, scale 3->5->3, reconfigure
 	$(PY) -m clusterop_dev.demo
+
+# Targets of each area live beside it: mk/<area>.mk (ship, bench, chaos, ...).
+-include mk/*.mk
