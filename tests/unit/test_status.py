@@ -1,0 +1,67 @@
+"""Status building: a steady cluster produces an empty patch (no write), changes produce only
+the keys that changed, and conditions keep their transition time while unchanged."""
+
+from __future__ import annotations
+
+from clusterop.model import ClusterSpec, Member, Memory, NodeKind, NodeSeen, Observed, Pending
+from clusterop.status import build, memory_of, merge_patch
+
+SPEC = ClusterSpec.parse(
+    {
+        "metadata": {"name": "c", "namespace": "ns", "generation": 2},
+        "spec": {
+            "nodes": [
+                {"name": "n1", "hostIP": "127.1.0.1", "endpoint": "http://127.0.0.1:9001"},
+                {"name": "n2", "hostIP": "127.1.0.2", "endpoint": "http://127.0.0.1:9002"},
+            ],
+            "encryptionKeySecretRef": {"name": "k"},
+            "credentialsSecretRef": {"name": "c"},
+        },
+    }
+)
+MEMBERS = (Member("n1", "127.1.0.1", True, True, True), Member("n2", "127.1.0.2", True, False, True))
+READY = Observed(
+    nodes={"n1": NodeSeen("n1", NodeKind.MASTER), "n2": NodeSeen("n2", NodeKind.REPLICA)},
+    members=MEMBERS,
+    master="n1",
+)
+
+
+def test_ready_status_then_no_write_on_the_next_pass() -> None:
+    first = build(previous={}, spec=SPEC, seen=READY, memory=Memory(), actions=(), executed=None, now="T1")
+    assert first["phase"] == "Ready" and first["nodeSummary"] == "2/2" and first["leader"] == "n1"
+    ready = next(c for c in first["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "True" and ready["observedGeneration"] == 2
+    again = build(previous=first, spec=SPEC, seen=READY, memory=memory_of(first), actions=(), executed=None, now="T2")
+    assert merge_patch(first, again) == {}
+
+
+def test_a_node_going_offline_changes_only_what_it_must() -> None:
+    first = build(previous={}, spec=SPEC, seen=READY, memory=Memory(), actions=(), executed=None, now="T1")
+    offline = Observed(
+        nodes={"n1": NodeSeen("n1", NodeKind.MASTER), "n2": NodeSeen("n2", NodeKind.UNREACHABLE, "refused")},
+        members=(MEMBERS[0], Member("n2", "127.1.0.2", False, False, True)),
+        master="n1",
+    )
+    later = build(previous=first, spec=SPEC, seen=offline, memory=memory_of(first), actions=(), executed=None, now="T2")
+    patch = merge_patch(first, later)
+    assert set(patch) >= {"conditions", "nodes", "phase", "error", "nodeSummary"}
+    assert "leader" not in patch and "observedGeneration" not in patch
+    degraded = next(c for c in later["conditions"] if c["type"] == "Degraded")
+    assert degraded["status"] == "True" and degraded["lastTransitionTime"] == "T2"
+    assert "n2" in degraded["message"]
+
+
+def test_pending_is_cleared_with_an_explicit_null() -> None:
+    memory = Memory(pending=Pending("join", "n2", since=1.0))
+    during = build(previous={}, spec=SPEC, seen=READY, memory=memory, actions=(), executed=None, now="T1")
+    assert during["pending"]["op"] == "join" and during["phase"] == "Joining"
+    after = build(previous=during, spec=SPEC, seen=READY, memory=Memory(), actions=(), executed=None, now="T2")
+    assert merge_patch(during, after)["pending"] is None
+
+
+def test_memory_reads_back_what_status_keeps() -> None:
+    st = build(previous={}, spec=SPEC, seen=READY, memory=Memory(), actions=(), executed=None, now="T1")
+    memory = memory_of(st)
+    assert memory.leader == "n1"
+    assert memory.endpoints == {"n1": "http://127.0.0.1:9001", "n2": "http://127.0.0.1:9002"}
