@@ -183,6 +183,11 @@ class _ClusterAccess:
     server: str
     kubeconfig: Path
 
+    @property
+    def has_controller_manager(self) -> bool:
+        """Whether namespaces get deleted and owner references collected."""
+        return True
+
     def api_client(self, connection_pool_maxsize: int | None = None) -> ApiClient:
         raise NotImplementedError
 
@@ -297,6 +302,11 @@ class TestBed(_ClusterAccess):
     def pids(self) -> dict[str, int]:
         """Pids of the processes running now, by name."""
         return {c.name: c.popen.pid for c in self._children.values() if c.popen is not None and c.alive()}
+
+    @property
+    def has_controller_manager(self) -> bool:
+        """Whether kube-controller-manager runs (it may be missing from KUBEBUILDER_ASSETS)."""
+        return "kube-controller-manager" in self._children
 
     def rss_bytes(self) -> dict[str, int]:
         """Resident memory of each running process (from /proc), by name."""

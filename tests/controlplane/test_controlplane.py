@@ -290,7 +290,13 @@ def test_service_account_token_gets_what_its_role_grants_and_nothing_else(
 # ---- kube-controller-manager -----------------------------------------------------------------------
 
 
-def test_deleted_namespace_is_gone(kube_api: ApiClient) -> None:
+def needs_controller_manager(testbed: Cluster) -> None:
+    if not testbed.has_controller_manager:
+        pytest.skip("no kube-controller-manager (KUBEBUILDER_ASSETS without it)")
+
+
+def test_deleted_namespace_is_gone(testbed: Cluster, kube_api: ApiClient) -> None:
+    needs_controller_manager(testbed)
     core = client.CoreV1Api(kube_api)
     name = f"doomed-{os.urandom(3).hex()}"
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
@@ -300,7 +306,10 @@ def test_deleted_namespace_is_gone(kube_api: ApiClient) -> None:
     wait_for(lambda: gone(lambda: core.read_namespace(name)), 30, f"namespace {name} to be deleted")
 
 
-def test_owned_configmap_is_garbage_collected_with_its_owner(kube_api: ApiClient, namespace: str) -> None:
+def test_owned_configmap_is_garbage_collected_with_its_owner(
+    testbed: Cluster, kube_api: ApiClient, namespace: str
+) -> None:
+    needs_controller_manager(testbed)
     core = client.CoreV1Api(kube_api)
     owner = core.create_namespaced_config_map(namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="owner")))
     assert owner.metadata is not None and owner.metadata.uid is not None

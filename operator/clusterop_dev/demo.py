@@ -1,0 +1,151 @@
+"""`make demo`: the whole product on one machine, narrated.
+
+Starts the local control plane (etcd, kube-apiserver, kube-controller-manager), a simulator of
+5 Cloudify Manager machines and the operator as a separate process; applies the sample
+ManagerCluster from deploy/samples/ (its nodes pointed at the simulated machines), shows the
+cluster forming (status and events) as it happens, scales 3 -> 5 -> 3 (the last step removes the
+master), changes the config, then tears everything down.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from clusterop.simulator.harness import SimulatorProcess
+from clusterop_dev.harness import REPO, Clusters, OperatorProcess, apply_crd, node_specs
+from clusterop_dev.testbed import TestBed
+
+SAMPLES = REPO / "deploy" / "samples"
+T0 = time.monotonic()
+
+
+def say(text: str) -> None:
+    print(f"[{time.monotonic() - T0:6.1f}s] {text}", flush=True)
+
+
+def load_sample(folder: Path = SAMPLES) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The sample ManagerCluster and the Secrets beside it, from deploy/samples/*.yaml."""
+    cluster: dict[str, Any] | None = None
+    secrets: list[dict[str, Any]] = []
+    for path in sorted(folder.glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if not isinstance(doc, dict):
+                continue
+            if doc.get("kind") == "ManagerCluster" and cluster is None:
+                cluster = doc
+            elif doc.get("kind") == "Secret":
+                secrets.append(doc)
+    if cluster is None:
+        sys.exit(f"demo: no ManagerCluster sample in {folder}")
+    return cluster, secrets
+
+
+class Narrator:
+    """Prints what changed in status and every new Event, as a person would want to read it."""
+
+    def __init__(self, clusters: Clusters, name: str) -> None:
+        self.clusters, self.name = clusters, name
+        self.last_line = ""
+        self.seen_events: set[tuple[str, str, str]] = set()
+
+    def poll(self) -> dict[str, Any]:
+        status = self.clusters.status(self.name) if self.clusters.exists(self.name) else {}
+        conds = {c["type"]: c["status"] for c in status.get("conditions") or []}
+        nodes = " ".join(f"{n['name']}:{n['state']}{'*' if n.get('master') else ''}" for n in status.get("nodes") or [])
+        line = (
+            f"phase={status.get('phase', '-'):<13} ready={conds.get('Ready', '-'):<5} "
+            f"leader={status.get('leader') or '-':<10} nodes={status.get('nodeSummary', '-'):<4} {nodes}"
+        )
+        if line != self.last_line:
+            say(line)
+            self.last_line = line
+        for e in self.clusters.events(self.name):
+            key = (e["reason"] or "", e["message"] or "", e["type"] or "")
+            if key not in self.seen_events:
+                self.seen_events.add(key)
+                say(f"  event {e['type']:<7} {e['reason']}: {e['message']}")
+        return status
+
+    def until_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.clusters.is_ready(self.name):
+                self.poll()
+                return
+            self.poll()
+            time.sleep(0.15)
+        raise SystemExit(f"demo: {self.name} did not become Ready within {timeout:.0f}s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--keep", action="store_true", help="keep everything running at the end (Ctrl-C to stop)")
+    p.add_argument("--samples", type=Path, default=SAMPLES, help="folder holding the sample (deploy/samples)")
+    args = p.parse_args(argv)
+    sample, secrets = load_sample(args.samples)
+    name, ns = sample["metadata"]["name"], sample["metadata"].get("namespace", "default")
+    say("Starting the local control plane (etcd, kube-apiserver, kube-controller-manager)")
+    with TestBed() as bed:
+        say(f"Control plane ready in {bed.startup_seconds:.1f}s: export KUBECONFIG={bed.kubeconfig}")
+        with bed.api_client() as api, SimulatorProcess(machines=5) as sim:
+            say(f"Simulator serving 5 manager machines; control API {sim.control}")
+            apply_crd(api)
+            say("Applied crds/cloudify.co_managerclusters.yaml")
+            with OperatorProcess(bed.kubeconfig, resync_seconds=10, log_level="info") as op:
+                say(f"Operator started (pid {op.proc.pid if op.proc else '?'}; log {op.log_path})")
+                clusters = Clusters(api, ns)
+                for secret in secrets:
+                    data = {k: str(v) for k, v in (secret.get("stringData") or {}).items()}
+                    clusters.put_secret(secret["metadata"]["name"], data)
+                nodes = node_specs(sim.machines)
+                body = copy.deepcopy(sample)
+                body["metadata"].pop("namespace", None)
+                body["spec"]["nodes"] = nodes[:3]
+                clusters.create(body)
+                say(f"Applied the sample ManagerCluster {ns}/{name} with 3 nodes; watching it form")
+                narrator = Narrator(clusters, name)
+                narrator.until_ready()
+                say("Scaling up to 5 nodes")
+                clusters.set_nodes(name, nodes)
+                narrator.until_ready()
+                leader = clusters.status(name)["leader"]
+                keep = [n for n in nodes if n["name"] != leader][-3:]
+                say(f"Scaling down to 3 nodes, removing the master {leader} too: {[n['name'] for n in keep]}")
+                clusters.set_nodes(name, keep)
+                narrator.until_ready(timeout=90)
+                config = {**(sample["spec"].get("config") or {}), "demo_setting": "changed"}
+                say(f"Changing spec.config to {config}")
+                clusters.patch(name, {"spec": {"config": config}})
+                narrator.until_ready()
+                managers = sim.clusters()
+                say(
+                    f"The simulator's view: {len(managers)} cluster, {managers[0]['bootstraps']} bootstrap, "
+                    f"master {managers[0]['master']}, settings {managers[0]['settings']}"
+                )
+                if args.keep:
+                    say("Keeping everything up; Ctrl-C to tear down")
+                    try:
+                        while True:
+                            narrator.poll()
+                            time.sleep(1)
+                    except KeyboardInterrupt:
+                        pass
+                say("Tearing down: deleting the resource (deletionPolicy Orphan leaves the managers alone)")
+                clusters.delete(name)
+                deadline = time.monotonic() + 30
+                while clusters.exists(name) and time.monotonic() < deadline:
+                    time.sleep(0.2)
+        say("Stopped the operator and the simulator")
+    say("Stopped the control plane. Done.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
