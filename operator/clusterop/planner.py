@@ -55,8 +55,9 @@ def settle(pending: Pending | None, seen: Observed) -> Pending | None:
         if member is not None and member.online and kind in (NodeKind.REPLICA, NodeKind.MASTER):
             return None
         return pending
-    # remove: done once the master no longer lists it, or the node says it was removed
-    if kind is NodeKind.REMOVED or (seen.members is not None and member is None):
+    # remove: done once a master lists the cluster without it (a removed master first needs a
+    # successor elected: until then the removal is still in progress)
+    if seen.members is not None and member is None:
         return None
     return pending
 
@@ -108,8 +109,8 @@ def _without_master(spec: ClusterSpec, seen: Observed, memory: Memory, now: floa
     if pending is not None and pending.op == "bootstrap":
         target = spec.node(pending.node) or NodeSpec(pending.node, pending.host_ip, pending.endpoint)
         return (_resend_or_wait(seen, pending, now, Bootstrap(target, retry=True), "Bootstrapping"),)
-    if memory.leader and seen.kind(memory.leader) is NodeKind.REMOVED and replicas:
-        return (Wait("Electing", f"{memory.leader} was removed; waiting for the cluster to elect a new master"),)
+    if pending is not None and pending.op == "remove" and seen.kind(pending.node) is NodeKind.REMOVED:
+        return (Wait("Electing", f"{pending.node} was removed; waiting for the cluster to elect a new master"),)
     if replicas or (pending is not None and pending.op in ("join", "remove")):
         known = ", ".join(replicas) or "none answering"
         return (Wait("NoMaster", f"no node answers as master (replicas: {known}); waiting for the failover"),)

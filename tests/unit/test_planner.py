@@ -217,3 +217,14 @@ def test_node_of_another_cluster_is_not_joined() -> None:
     o = seen({"n1": M, "n2": R}, members={"n1": True})
     action = first(s, o, applied(s))
     assert isinstance(action, Blocked) and action.reason == "ForeignCluster"
+
+
+def test_removing_the_master_stays_in_progress_until_a_successor_is_elected() -> None:
+    s = spec("n2", "n3")
+    pending = Pending("remove", "n1", endpoint="http://127.0.0.1:9001", since=NOW - 0.1)
+    electing = seen({"n1": X, "n2": R, "n3": R})
+    assert settle(pending, electing) == pending
+    action = first(s, electing, Memory(pending=pending))
+    assert isinstance(action, Wait) and action.reason == "Electing"
+    elected = seen({"n1": X, "n2": M, "n3": R}, members={"n2": True, "n3": True})
+    assert settle(pending, elected) is None
