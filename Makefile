@@ -35,6 +35,10 @@ testbed-up: venv controlplane ## Start the local control plane in the background
 testbed-down: ## Stop the local control plane started by testbed-up
 	@$(PY) -m clusterop_dev.testbed down --dir .testbed
 
+.PHONY: testbed-status
+testbed-status: ## Say whether the local control plane runs and answers
+	@$(PY) -m clusterop_dev.testbed status --dir .testbed
+
 .PHONY: lint
 lint: venv ## ruff and mypy (strict)
 	$(VENV)/bin/ruff check operator tests hack
