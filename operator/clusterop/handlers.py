@@ -9,6 +9,7 @@ object are serialized by construction. Nothing here writes `spec`.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -164,18 +165,18 @@ def register_secret_watch() -> None:
 
 
 @kopf.on.delete(*RESOURCE)
-async def delete(body: kopf.Body, memo: kopf.Memo, retry: int, started: Any, **_: Any) -> None:
+async def delete(body: kopf.Body, memo: kopf.Memo, retry: int, runtime: datetime.timedelta, **_: Any) -> None:
     """deletionPolicy RemoveNodes: remove every member but the last, one per call; Orphan: nothing."""
-    runtime: Runtime = memo.runtime
+    shared: Runtime = memo.runtime
     if (body.spec.get("deletionPolicy") or "Orphan") != "RemoveNodes":
         return
     loop = asyncio.get_running_loop()
-    done, message = await loop.run_in_executor(runtime.passes, runtime.reconciler.dissolve, dict(body))
+    snapshot = {"metadata": dict(body.metadata), "spec": dict(body.spec), "status": dict(body.status)}
+    done, message = await loop.run_in_executor(shared.passes, shared.reconciler.dissolve, snapshot)
     if done:
         kopf.event(body, type="Normal", reason="Deleted", message=message)
         return
-    age = time.time() - started.timestamp() if hasattr(started, "timestamp") else 0.0
-    if age > runtime.delete_timeout:
+    if runtime.total_seconds() > shared.delete_timeout:  # never hold the finalizer forever
         kopf.event(body, type="Warning", reason="DeleteGaveUp", message=f"Released without finishing: {message}")
         log.warning("Deletion gave up namespace=%s name=%s: %s", body.metadata.namespace, body.metadata.name, message)
         return
