@@ -1,0 +1,4 @@
+if obj.metadata.annotations ~= nil then
+  obj.metadata.annotations["cloudify.co/paused"] = nil
+end
+return obj
