@@ -49,6 +49,8 @@ def wait_for(what: Callable[[], T | None], timeout: float = 30.0, interval: floa
 class OperatorProcess:
     """`cloudify-cluster-operator` run as users run it, against a kubeconfig file."""
 
+    local = True
+
     def __init__(
         self,
         kubeconfig: str | os.PathLike[str],

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from clusterop.simulator.harness import SimulatorProcess
+from clusterop.simulator.harness import SimulatorControl as SimulatorProcess
 from clusterop_dev.harness import Clusters, OperatorProcess, manager_cluster, node_specs, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -116,8 +116,9 @@ def test_failover_is_mirrored(sim: SimulatorProcess, machines: Machines, cluster
 
 
 def test_sigkill_after_bootstrap_put_bootstraps_once(
-    sim: SimulatorProcess, machines: Machines, clusters: Clusters, operator: OperatorProcess
+    sim: SimulatorProcess, machines: Machines, clusters: Clusters, local_operator: OperatorProcess
 ):
+    operator = local_operator
     ms = machines(3)
     operator.stop()
     operator.env["CLUSTEROP_FAILPOINTS"] = "after-write=kill"

@@ -27,7 +27,7 @@ class MachineList(list[dict[str, Any]]):
     """The announced machines ({host_ip, endpoint}, grown by add_machines); calling it
     (`sim.machines()`) fetches the live view from GET /control/machines instead."""
 
-    def __init__(self, items: list[dict[str, Any]], owner: SimulatorProcess) -> None:
+    def __init__(self, items: list[dict[str, Any]], owner: SimulatorControl) -> None:
         super().__init__(items)
         self._owner = owner
 
@@ -35,67 +35,21 @@ class MachineList(list[dict[str, Any]]):
         return self._owner.machines_now()
 
 
-class SimulatorProcess:
-    """A running simulator; also a context manager (`with SimulatorProcess(...) as sim:`)."""
+class SimulatorControl:
+    """The control API of a simulator that runs elsewhere (in a cluster, reached through a
+    port-forward): everything SimulatorProcess offers except the process."""
 
-    def __init__(
-        self,
-        machines: int = 3,
-        *,
-        start_delay: float | None = None,
-        join_delay: float | None = None,
-        failover_delay: float | None = None,
-        users: str | None = None,
-        forbidden_status: int | None = None,
-        extra_args: Sequence[str] = (),
-        host: str = "127.0.0.1",
-        startup_timeout: float = 60.0,
-        request_timeout: float = 10.0,
-    ) -> None:
-        args = [sys.executable, "-m", "clusterop.simulator.cli", "--machines", str(machines), "--host", host]
-        for flag, value in (
-            ("--start-delay", start_delay),
-            ("--join-delay", join_delay),
-            ("--failover-delay", failover_delay),
-            ("--users", users),
-            ("--forbidden-status", forbidden_status),
-        ):
-            if value is not None:
-                args += [flag, str(value)]
-        args += list(extra_args)
-        self.args = args
+    def __init__(self, control: str, request_timeout: float = 10.0) -> None:
+        self.control = control.rstrip("/")
         self.timeout = request_timeout
         self._session = requests.Session()
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, env=dict(os.environ))
-        try:
-            announcement = self._read_announcement(startup_timeout)
-        except BaseException:
-            self.stop()
-            raise
-        self.control: str = announcement["control"]
-        self.machines = MachineList(announcement["machines"], self)
+        self.machines = MachineList(
+            [{"host_ip": m["host_ip"], "endpoint": m["endpoint"]} for m in self.machines_now()], self
+        )
 
-    def _read_announcement(self, timeout: float) -> dict[str, Any]:
-        assert self.proc.stdout is not None
-        selector = selectors.DefaultSelector()
-        selector.register(self.proc.stdout, selectors.EVENT_READ)
-        deadline = time.monotonic() + timeout
-        line = b""
-        try:
-            while not line.endswith(b"\n"):
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise SimulatorError(f"simulator did not announce itself within {timeout}s")
-                if not selector.select(left):
-                    continue
-                chunk = os.read(self.proc.stdout.fileno(), 65536)
-                if not chunk:
-                    raise SimulatorError(f"simulator exited before announcing itself (rc={self.proc.poll()})")
-                line += chunk
-        finally:
-            selector.close()
-        parsed: dict[str, Any] = json.loads(line)
-        return parsed
+    def stop(self, timeout: float = 10.0) -> int | None:
+        self._session.close()
+        return None
 
     # -- control API ----------------------------------------------------------------------------
 
@@ -163,6 +117,77 @@ class SimulatorProcess:
     def reset_requests(self) -> None:
         self._call("POST", "/requests/reset")
 
+    def __enter__(self) -> SimulatorControl:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+class SimulatorProcess(SimulatorControl):
+    """A running simulator; also a context manager (`with SimulatorProcess(...) as sim:`)."""
+
+    def __init__(
+        self,
+        machines: int = 3,
+        *,
+        start_delay: float | None = None,
+        join_delay: float | None = None,
+        failover_delay: float | None = None,
+        users: str | None = None,
+        forbidden_status: int | None = None,
+        extra_args: Sequence[str] = (),
+        host: str = "127.0.0.1",
+        startup_timeout: float = 60.0,
+        request_timeout: float = 10.0,
+    ) -> None:
+        args = [sys.executable, "-m", "clusterop.simulator.cli", "--machines", str(machines), "--host", host]
+        for flag, value in (
+            ("--start-delay", start_delay),
+            ("--join-delay", join_delay),
+            ("--failover-delay", failover_delay),
+            ("--users", users),
+            ("--forbidden-status", forbidden_status),
+        ):
+            if value is not None:
+                args += [flag, str(value)]
+        args += list(extra_args)
+        self.args = args
+        self.timeout = request_timeout
+        self._session = requests.Session()
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, env=dict(os.environ))
+        try:
+            announcement = self._read_announcement(startup_timeout)
+        except BaseException:
+            self.stop()
+            raise
+        self.control: str = announcement["control"]
+        self.machines = MachineList(announcement["machines"], self)
+
+    def _read_announcement(self, timeout: float) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        selector = selectors.DefaultSelector()
+        selector.register(self.proc.stdout, selectors.EVENT_READ)
+        deadline = time.monotonic() + timeout
+        line = b""
+        try:
+            while not line.endswith(b"\n"):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise SimulatorError(f"simulator did not announce itself within {timeout}s")
+                if not selector.select(left):
+                    continue
+                chunk = os.read(self.proc.stdout.fileno(), 65536)
+                if not chunk:
+                    raise SimulatorError(f"simulator exited before announcing itself (rc={self.proc.poll()})")
+                line += chunk
+        finally:
+            selector.close()
+        parsed: dict[str, Any] = json.loads(line)
+        return parsed
+
     # -- lifecycle ------------------------------------------------------------------------------
 
     def stop(self, timeout: float = 10.0) -> int | None:
@@ -181,8 +206,3 @@ class SimulatorProcess:
 
     def __enter__(self) -> SimulatorProcess:
         return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
