@@ -150,13 +150,15 @@ def test_deploy_manifests_match_the_cli() -> None:
 
     root = Path(__file__).resolve().parents[2] / "deploy" / "simulator"
     deployment = yaml.safe_load((root / "deployment.yaml").read_text())
-    service = yaml.safe_load((root / "service.yaml").read_text())
+    service, headless = yaml.safe_load_all((root / "service.yaml").read_text())
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     assert container["image"] == "cloudify-cluster-operator:dev"
     assert container["command"] == ["cloudify-manager-sim"]
     args = [a.replace("$(POD_NAMESPACE)", "ns") for a in container["args"]]
     options = options_from(build_parser().parse_args(args))
-    assert options.host == "0.0.0.0" and options.advertise_host == "cloudify-manager-sim.ns.svc"
+    assert options.host == "0.0.0.0" and options.advertise_host == "cloudify-manager-sim-machines.ns.svc"
+    assert headless["metadata"]["name"] == "cloudify-manager-sim-machines"
+    assert headless["spec"]["clusterIP"] == "None"  # the pod's own address: every machine port
     wanted = {options.port} | {options.base_port + i for i in range(options.machines)}
     assert {p["port"] for p in service["spec"]["ports"]} == wanted
     assert {p["containerPort"] for p in container["ports"]} == wanted
