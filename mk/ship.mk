@@ -30,9 +30,10 @@ kind: ## Install kind v0.33.0 into the tools cache unless one is on PATH
 	else mkdir -p "$(TOOLS_BIN)" && GOBIN="$(TOOLS_BIN)" CGO_ENABLED=0 go install sigs.k8s.io/kind@$(KIND_VERSION); fi
 
 .PHONY: manifests
-manifests: ## Copy crds/ (the one CRD source) into the chart and deploy/crd
+manifests: venv ## Copy crds/ (the one CRD source) into the chart and deploy/crd; regenerate deploy/argocd/argocd-cm.yaml
 	cp crds/cloudify.co_managerclusters.yaml $(CHART)/crds/cloudify.co_managerclusters.yaml
 	cp crds/cloudify.co_managerclusters.yaml deploy/crd/cloudify.co_managerclusters.yaml
+	$(PY) tests/deploy/deploytools.py
 
 .PHONY: helm-lint
 helm-lint: helm ## helm lint the chart (all-namespaces and namespaced values)
