@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import kopf
+import urllib3
 
 from . import handlers, metrics, redact
 from .client import make_session
@@ -67,6 +68,8 @@ def configure_logging(level: str, fmt: str) -> None:
     for noisy in ("urllib3", "requests"):
         logging.getLogger(noisy).setLevel(logging.WARNING if level != "debug" else logging.INFO)
     redact.install()
+    # spec.tls.insecureSkipVerify is an explicit choice of the user: say it once in the docs, not per request.
+    urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -106,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=b.trailing_slash,
         help="/api/v3/cluster/ answers 404 (reject, like Flask) or is served",
     )
+    p.add_argument("--tls-cert", default="", help="PEM certificate: machines serve https with it")
+    p.add_argument("--tls-key", default="", help="PEM private key of --tls-cert")
     p.add_argument(
         "--start-glitches",
         type=int,
@@ -123,6 +125,8 @@ def options_from(args: argparse.Namespace) -> Options:
         endpoint_prefix=args.endpoint_prefix,
         advertise_host=args.advertise_host,
         base_port=args.machine_base_port,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
         users=parse_users(args.users),
         delays=Delays(start=args.start_delay, join=args.join_delay, failover=args.failover_delay),
         behaviour=Behaviour(

@@ -78,6 +78,8 @@ class Options:
     endpoint_prefix: str = ""
     advertise_host: str = ""  # host written into endpoints and the control URL; default --host
     base_port: int = 0  # machine i listens on base_port + i (fixed ports for a Service); 0: ephemeral
+    tls_cert: str = ""  # PEM certificate (chain) file: machines serve https (the control API stays http)
+    tls_key: str = ""
     users: tuple[User, ...] = parse_users(DEFAULT_USERS)
     delays: Delays = Delays()
     behaviour: Behaviour = Behaviour()

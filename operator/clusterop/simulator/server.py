@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import socket
+import ssl
 import struct
 import time
 from collections import Counter
@@ -119,6 +120,10 @@ class Simulator:
         self._control_server = web.Server(self._control_app.handle, access_log=None)
         self._control_listener: asyncio.Server | None = None
         self.control_port = 0
+        self._ssl: ssl.SSLContext | None = None
+        if options.tls_cert:
+            self._ssl = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            self._ssl.load_cert_chain(options.tls_cert, options.tls_key or None)
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -139,18 +144,19 @@ class Simulator:
         await self._server.shutdown(0.5)
         await self._control_server.shutdown(0.5)
 
-    def base_url(self, port: int) -> str:
+    def base_url(self, port: int, scheme: str = "http") -> str:
         host = self.options.advertise_host or self.options.host
         if ":" in host:
             host = f"[{host}]"
-        return f"http://{host}:{port}"
+        return f"{scheme}://{host}:{port}"
 
     @property
     def control_url(self) -> str:
         return self.base_url(self.control_port) + "/control"
 
     def endpoint_url(self, endpoint: Endpoint) -> str:
-        return self.base_url(endpoint.port) + self.options.endpoint_prefix
+        scheme = "https" if self._ssl is not None else "http"
+        return self.base_url(endpoint.port, scheme) + self.options.endpoint_prefix
 
     def announcement(self) -> dict[str, Any]:
         return {
@@ -175,7 +181,7 @@ class Simulator:
 
     async def _listen(self, endpoint: Endpoint) -> None:
         server = await self._loop.create_server(
-            self._server, self.options.host, endpoint.port, reuse_address=True, backlog=128
+            self._server, self.options.host, endpoint.port, reuse_address=True, backlog=128, ssl=self._ssl
         )
         endpoint.server = server
         endpoint.port = server.sockets[0].getsockname()[1]
