@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import random
 import signal
+import sys
 
 
 def _parse(raw: str) -> dict[str, float]:
@@ -28,4 +29,7 @@ _POINTS = _parse(os.environ.get("CLUSTEROP_FAILPOINTS", ""))
 def hit(name: str) -> None:
     probability = _POINTS.get(name)
     if probability is not None and random.random() < probability:
+        # One unbuffered line first, so a crash trial can tell which point killed the process.
+        sys.stderr.write(f"FAILPOINT fired point={name}\n")
+        sys.stderr.flush()
         os.kill(os.getpid(), signal.SIGKILL)
