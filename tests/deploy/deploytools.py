@@ -29,7 +29,7 @@ FIELD_MANAGER = "clusterop-deploy-tests"
 Obj = dict[str, Any]
 
 
-def _run(args: Sequence[str], *, cwd: Path = REPO, input_text: str | None = None) -> str:
+def run(args: Sequence[str], *, cwd: Path = REPO, input_text: str | None = None) -> str:
     done = subprocess.run(list(args), cwd=cwd, input=input_text, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise AssertionError(f"{' '.join(args)} failed ({done.returncode}):\n{done.stderr}\n{done.stdout[-2000:]}")
@@ -40,7 +40,7 @@ def helm_binary() -> Path:
     """helm from the tools cache, built by `make helm` (go install, about a minute) if missing."""
     helm = Path(os.environ.get("HELM", TOOLS_BIN / "helm"))
     if not helm.exists():
-        _run(["make", "-s", "helm"])
+        run(["make", "-s", "helm"])
     assert helm.exists(), f"`make helm` did not produce {helm}"
     return helm
 
@@ -58,7 +58,7 @@ def load_all(text: str) -> list[Obj]:
 
 
 def kustomize(path: str | Path) -> list[Obj]:
-    return load_all(_run([*kustomize_command(), str(REPO / path)]))
+    return load_all(run([*kustomize_command(), str(REPO / path)]))
 
 
 def helm_template(
@@ -69,12 +69,12 @@ def helm_template(
         args.append("--include-crds")
     for s in sets:
         args += ["--set", s]
-    return load_all(_run(args))
+    return load_all(run(args))
 
 
-def helm(*args: str, kubeconfig: str | Path | None = None) -> str:
+def run_helm(*args: str, kubeconfig: str | Path | None = None) -> str:
     extra = ["--kubeconfig", str(kubeconfig)] if kubeconfig else []
-    return _run([str(helm_binary()), *args, *extra])
+    return run([str(helm_binary()), *args, *extra])
 
 
 def key(obj: Mapping[str, Any]) -> tuple[str, str, str]:
