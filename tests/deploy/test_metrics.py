@@ -1,0 +1,84 @@
+"""What the Deployment's probes and Prometheus scrape: the metrics endpoint and kopf's liveness
+endpoint of a running operator process, after a cluster became Ready."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from kubernetes.client import ApiClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from clusterop_dev.harness import Clusters, OperatorProcess, manager_cluster, node_specs, wait_for
+from clusterop_dev.testbed import Cluster
+
+pytestmark = pytest.mark.e2e
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _samples(url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    text = requests.get(url, timeout=5).text
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def test_metrics_and_liveness_of_a_running_operator(
+    testbed: Cluster,
+    kube_api: ApiClient,
+    namespace: str,
+    crd: None,
+    machines: Callable[[int], list[dict[str, Any]]],
+    tmp_path: Path,
+):
+    if testbed.kind:
+        pytest.skip("kind: the operator runs in-cluster, this test drives a local operator process")
+    metrics_port, liveness_port = _free_port(), _free_port()
+    clusters = Clusters(kube_api, namespace)
+    clusters.put_credentials()
+    clusters.put_key()
+    op = OperatorProcess(
+        testbed.kubeconfig,
+        [namespace],
+        resync_seconds=2.0,
+        log_path=tmp_path / "operator.log",
+        extra_args=[
+            "--metrics-port", str(metrics_port), "--metrics-addr", "127.0.0.1",
+            "--liveness", f"http://127.0.0.1:{liveness_port}/healthz",
+        ],
+    )  # fmt: skip
+    metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
+    with op:
+        clusters.create(manager_cluster("metered", node_specs(machines(3))))
+        clusters.wait_ready("metered", timeout=60)
+        ready_key = ("clusterop_cluster_ready", frozenset({("namespace", namespace), ("name", "metered")}))
+        samples = wait_for(
+            lambda: (s := _samples(metrics_url)).get(ready_key) == 1.0 and s,
+            timeout=30,
+            message="clusterop_cluster_ready to be 1",
+        )
+        liveness = requests.get(f"http://127.0.0.1:{liveness_port}/healthz", timeout=10)
+    assert samples[("clusterop_reconcile_total", frozenset({("result", "ok")}))] >= 1
+    requests_seen = {
+        dict(labels)["endpoint"]
+        for (name, labels), value in samples.items()
+        if name == "clusterop_manager_request_duration_seconds_count" and value > 0
+    }
+    assert requests_seen, "no manager request was timed"
+    assert any(name == "clusterop_reconcile_duration_seconds_count" and v >= 1 for (name, _), v in samples.items())
+    nodes_online = ("clusterop_cluster_nodes_online", frozenset({("namespace", namespace), ("name", "metered")}))
+    assert samples[nodes_online] == 3.0
+    assert liveness.status_code == 200, liveness.text
+    assert "reconcile_age" in liveness.json()
