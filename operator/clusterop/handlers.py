@@ -154,6 +154,7 @@ async def wake_on_change(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 
 async def wake_on_secret(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     runtime: Runtime = memo.runtime
+    runtime.kube.forget_secret(str(body.metadata.namespace), str(body.metadata.name))
     for wake in runtime.secret_refs.get((str(body.metadata.namespace), str(body.metadata.name)), ()):
         wake.set()
 
