@@ -24,6 +24,7 @@ import json
 import os
 import platform
 import resource
+import socket
 import statistics
 import subprocess
 import sys
@@ -36,7 +37,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from kubernetes import client, watch
 from kubernetes.client import ApiClient
@@ -95,6 +96,23 @@ def proc_status_kib(pid: int, key: str) -> int:
         if line.startswith(key + ":"):
             return int(line.split()[1])
     return 0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def passes(metrics_url: str) -> int:
+    """Reconcile passes the operator has finished (its Prometheus counter)."""
+    import urllib.request
+
+    with urllib.request.urlopen(metrics_url, timeout=10) as r:
+        text = r.read().decode()
+    return int(
+        sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith("clusterop_reconcile_total{"))
+    )
 
 
 def raise_fd_limit(wanted: int = 65536) -> int:
@@ -171,13 +189,16 @@ class ReadyWatch:
         self.events = 0
         self._cond = threading.Condition()
         self._stop = threading.Event()
-        self._watch = watch.Watch()
-        listing = self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
-        self._rv = listing["metadata"]["resourceVersion"]
-        for obj in listing["items"]:
-            self._see(obj)
+        self._watch = watch.Watch()  # type: ignore[no-untyped-call]
+        self._relist()
         self._thread = threading.Thread(target=self._run, name=f"watch-{namespace}", daemon=True)
         self._thread.start()
+
+    def _relist(self) -> None:
+        listing = cast(dict[str, Any], self.custom.list_namespaced_custom_object(GROUP, VERSION, self.ns, PLURAL))
+        self._rv = str(listing["metadata"]["resourceVersion"])
+        for obj in listing["items"]:
+            self._see(obj)
 
     def _see(self, obj: dict[str, Any]) -> None:
         name = obj["metadata"]["name"]
@@ -189,7 +210,7 @@ class ReadyWatch:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                for event in self._watch.stream(
+                for event in self._watch.stream(  # type: ignore[no-untyped-call]
                     self.custom.list_namespaced_custom_object, GROUP, VERSION, self.ns, PLURAL,
                     resource_version=self._rv, timeout_seconds=300, allow_watch_bookmarks=True,
                 ):  # fmt: skip
@@ -202,10 +223,7 @@ class ReadyWatch:
                         return
             except ApiException as e:
                 if e.status == 410:  # expired: start over from a fresh list
-                    listing = self.custom.list_namespaced_custom_object(GROUP, VERSION, self.ns, PLURAL)
-                    self._rv = listing["metadata"]["resourceVersion"]
-                    for obj in listing["items"]:
-                        self._see(obj)
+                    self._relist()
                 elif not self._stop.is_set():
                     time.sleep(0.2)
             except Exception:
@@ -224,7 +242,7 @@ class ReadyWatch:
 
     def close(self) -> None:
         self._stop.set()
-        self._watch.stop()
+        self._watch.stop()  # type: ignore[no-untyped-call]
 
 
 # -- the bench --------------------------------------------------------------------------------------
@@ -285,7 +303,9 @@ class Bench:
         """Delete the namespace's ManagerClusters (Orphan) while the operator runs, so it lets go."""
         self.custom.delete_collection_namespaced_custom_object(GROUP, VERSION, ns, PLURAL)
         deadline = time.monotonic() + timeout
-        while self.custom.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, limit=1)["items"]:
+        while cast(dict[str, Any], self.custom.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, limit=1))[
+            "items"
+        ]:
             if time.monotonic() > deadline:
                 say(f"ManagerClusters of {ns} still there after {timeout}s; going on")
                 return
@@ -296,7 +316,8 @@ class Bench:
 
     @contextmanager
     def operator(self, tag: str) -> Iterator[OperatorProcess]:
-        args = list(self.config.operator_args)
+        port = free_port()
+        args = ["--metrics-port", str(port), "--metrics-addr", "127.0.0.1", *self.config.operator_args]
         if self.config.workers is not None:
             args += ["--workers", str(self.config.workers)]
         op = OperatorProcess(
@@ -310,6 +331,7 @@ class Bench:
         with suppress(FileNotFoundError):
             op.log_path.unlink()
         op.start()
+        op.metrics_url = f"http://127.0.0.1:{port}/metrics"  # type: ignore[attr-defined]
         try:
             yield op
         finally:
@@ -404,7 +426,9 @@ class Bench:
             self.wait_operator_up(op, ns)
             w = ReadyWatch(self.api, ns)
             profiler = self.start_profiler(pid, n)
+            metrics_url: str = op.metrics_url  # type: ignore[attr-defined]
             try:
+                passes0 = passes(metrics_url)
                 cpu0 = proc_cpu_seconds(pid)
                 if audit:
                     audit.mark()
@@ -415,7 +439,9 @@ class Bench:
                 all_ready = w.wait(names, cfg.ready_timeout)
                 t_ready = max(w.ready_at.values()) if w.ready_at else time.monotonic()
                 cpu1 = proc_cpu_seconds(pid)
+                passes1 = passes(metrics_url)
                 result.update(
+                    forming_passes_per_cluster=round((passes1 - passes0) / n, 1),
                     apply_seconds=round(t_applied - t0, 2),
                     all_ready=all_ready,
                     ready_count=sum(1 for nm in names if nm in w.ready_at),
@@ -429,7 +455,7 @@ class Bench:
                     f"scale {n}: {result['ready_count']}/{n} Ready {result['ready_after_apply_seconds']}s after "
                     f"the apply ({result['apply_seconds']}s); peak RSS {result['rss_peak_mib']} MiB"
                 )
-                result["steady"] = self.steady(pid, n, audit)
+                result["steady"] = self.steady(pid, n, audit, metrics_url)
                 result["rss_peak_mib"] = round(proc_status_kib(pid, "VmHWM") / 1024, 1)
                 result["rss_end_mib"] = round(proc_status_kib(pid, "VmRSS") / 1024, 1)
                 result["cpu_seconds_total"] = round(proc_cpu_seconds(pid), 2)
@@ -440,21 +466,22 @@ class Bench:
             self.delete_all(ns)
         return result
 
-    def steady(self, pid: int, n: int, audit: AuditLog | None) -> dict[str, Any]:
+    def steady(self, pid: int, n: int, audit: AuditLog | None, metrics_url: str) -> dict[str, Any]:
         cfg = self.config
         window = cfg.steady_intervals * cfg.resync_seconds
         say(f"steady {n}: watching for {window:.0f}s ({cfg.steady_intervals:g} resync intervals)")
         self.sim.reset_requests()
         if audit:
             audit.mark()
-        cpu0, t0 = proc_cpu_seconds(pid), time.monotonic()
+        passes0, cpu0, t0 = passes(metrics_url), proc_cpu_seconds(pid), time.monotonic()
         time.sleep(window)
         cpu1, t1 = proc_cpu_seconds(pid), time.monotonic()
+        done = passes(metrics_url) - passes0
         log = self.sim.requests_log()
         writes = audit.writes() if audit else Counter()
         gets = sum(c["count"] for c in log["counts"] if c["method"] == "GET")
         manager_writes = sum(c["count"] for c in log["counts"] if c["method"] != "GET")
-        per_path = Counter()
+        per_path: Counter[str] = Counter()
         for c in log["counts"]:
             per_path[f"{c['method']} {c['path']}"] += c["count"]
         resyncs = (t1 - t0) / cfg.resync_seconds
@@ -465,7 +492,12 @@ class Bench:
             "manager_writes": manager_writes,
             "manager_gets": gets,
             "manager_requests_by_path": dict(per_path),
-            "gets_per_cluster_per_resync": round(gets / n / resyncs, 3),
+            "passes": done,
+            "passes_per_cluster_per_resync": round(done / n / resyncs, 3),
+            # a steady cluster has one pass per resync: requests per pass is the figure that does not
+            # depend on where the window falls in the jittered resync period
+            "gets_per_cluster_per_resync": round(gets / max(done, 1), 3),
+            "gets_per_cluster_per_resync_by_clock": round(gets / n / resyncs, 3),
             "cpu_seconds": round(cpu1 - cpu0, 2),
             "cpu_share": round((cpu1 - cpu0) / (t1 - t0), 4),
         }
