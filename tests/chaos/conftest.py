@@ -35,13 +35,6 @@ def pytest_report_header() -> list[str]:
     return [f"chaos: CHAOS_SEED={SEED} CHAOS_TRIALS={TRIALS} CHAOS_PARALLEL={PARALLEL} (replay: CHAOS_SEED={SEED})"]
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    here = Path(__file__).parent
-    for item in items:
-        if here in Path(str(item.fspath)).parents:
-            item.add_marker(pytest.mark.chaos)
-
-
 @pytest.fixture(scope="session")
 def sim() -> Iterator[SimulatorProcess]:
     """One simulator for the chaos session; fresh machines per trial; admin's password is secret."""
@@ -107,8 +100,8 @@ class Operators:
         return out
 
     def stop_all(self) -> None:
-        for op, _ in self.started:
-            op.stop()
+        for op, _ in self.started:  # SIGKILL: a graceful kopf shutdown costs seconds per test
+            op.kill()
 
     def log_texts(self) -> dict[str, str]:
         return {f"log {op.log_path.name}": op.log_text() for op, _ in self.started}

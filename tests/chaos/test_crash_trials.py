@@ -14,12 +14,16 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from clusterop.simulator.harness import SimulatorProcess
 from clusterop_dev.testbed import Cluster
 
 from .conftest import LEAKS, PARALLEL, SEED, TRIALS
 from .support import SimView
 from .trials import Trial, TrialResult
+
+pytestmark = pytest.mark.chaos
 
 
 def percentile(values: list[float], q: float) -> float:
