@@ -45,6 +45,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--priority", type=int, default=0, help="peering priority (higher wins)")
     p.add_argument(
+        "--peering-lifetime", type=int, default=60, help="seconds a silent peer is presumed alive (takeover time)"
+    )
+    p.add_argument(
         "--watch-secrets",
         choices=["auto", "on", "off"],
         default="auto",
@@ -116,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.peering:
             settings.peering.name = args.peering
             settings.peering.priority = args.priority
+            settings.peering.lifetime = args.peering_lifetime
             settings.peering.clusterwide = not namespaced
             settings.peering.mandatory = True
         if args.metrics_port:
