@@ -121,13 +121,14 @@ def test_namespaced_overlay_follows_the_rolebinding_namespace(tmp_path: Path):
     assert bound == {("Role", "team-a"), ("RoleBinding", "team-a")}
 
 
-def test_namespaced_overlay_binds_nothing_cluster_wide_but_crd_discovery():
+def test_namespaced_overlay_binds_nothing_cluster_wide_but_discovery():
     objs = kustomize("deploy/namespaced")
-    bindings = [o for o in objs if o["kind"] == "ClusterRoleBinding"]
-    assert [b["roleRef"]["name"] for b in bindings] == ["cloudify-cluster-operator-crd-observer"]
-    (observer,) = [o for o in objs if o["kind"] == "ClusterRole" and o["metadata"]["name"].endswith("crd-observer")]
-    assert observer["rules"] == [
-        {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"], "verbs": ["list", "watch"]}
+    bindings = {b["roleRef"]["name"] for b in objs if b["kind"] == "ClusterRoleBinding"}
+    assert bindings == {"cloudify-cluster-operator-crd-observer", "cloudify-cluster-operator-namespace-observer"}
+    rules = [r for o in objs if o["kind"] == "ClusterRole" and o["metadata"]["name"] in bindings for r in o["rules"]]
+    assert sorted(rules, key=str) == [
+        {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]},
+        {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"], "verbs": ["list", "watch"]},
     ]
     assert all(o["metadata"].get("namespace") in (None, OPERATOR_NS, WATCHED_NS) for o in objs)
 
