@@ -8,13 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from deploytools import OPERATOR_NS, helm_binary
 from kubernetes import client
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
 from clusterop.simulator.harness import SimulatorProcess
 from clusterop_dev.harness import apply_crd
+
+from .deploytools import OPERATOR_NS, helm_binary
 
 
 @pytest.fixture(scope="session")

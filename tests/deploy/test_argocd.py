@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 import yaml
-from deploytools import REPO, argocd_cm_text, kustomize, load_all
+
+from .deploytools import REPO, argocd_cm_text, kustomize, load_all
 
 lua51 = pytest.importorskip("lupa.lua51", reason="lupa without a Lua 5.1 runtime")
 

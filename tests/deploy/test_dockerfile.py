@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from deploytools import REPO, kustomize
+
+from .deploytools import REPO, kustomize
 
 DOCKERFILE = (REPO / "Dockerfile").read_text()
 

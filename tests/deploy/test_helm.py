@@ -10,7 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from deploytools import (
+from kubernetes import client
+from kubernetes.client import ApiClient
+from kubernetes.client.exceptions import ApiException
+
+from clusterop_dev.harness import wait_for
+from clusterop_dev.testbed import Cluster
+
+from .deploytools import (
     CHART,
     WATCHED_NS,
     Obj,
@@ -22,12 +29,6 @@ from deploytools import (
     run,
     run_helm,
 )
-from kubernetes import client
-from kubernetes.client import ApiClient
-from kubernetes.client.exceptions import ApiException
-
-from clusterop_dev.harness import wait_for
-from clusterop_dev.testbed import Cluster
 
 HELM_ONLY_LABELS = ("helm.sh/chart", "app.kubernetes.io/version", "app.kubernetes.io/managed-by")
 

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from deploytools import REPO, TOOLS_BIN, container, kustomize
+
+from .deploytools import REPO, TOOLS_BIN, container, kustomize
 
 NODE_IMAGE = "kindest/node:v1.37.0@sha256:a1ed56cfb0e7b93589bdf97c8cd566405a265939e3620fc4f5de89adff580ae5"
 

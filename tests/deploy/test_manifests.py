@@ -10,12 +10,13 @@ from typing import Any
 
 import pytest
 import yaml
-from deploytools import CHART, OPERATOR_NS, REPO, WATCHED_NS, apply, by_key, container, kustomize, relocate
 from kubernetes import client
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
 from clusterop_dev.testbed import Cluster
+
+from .deploytools import CHART, OPERATOR_NS, REPO, WATCHED_NS, apply, by_key, container, kustomize, relocate
 
 KUSTOMIZATIONS = ["crd", "rbac", "manager", "all-namespaces", "namespaced", "default", "samples", "simulator"]
 CRD_SOURCE = REPO / "crds" / "cloudify.co_managerclusters.yaml"

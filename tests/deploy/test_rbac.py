@@ -10,13 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from deploytools import apply, kustomize, relocate
 from kubernetes import client
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
 from clusterop_dev.harness import Clusters, OperatorProcess, manager_cluster, node_specs
 from clusterop_dev.testbed import Cluster
+
+from .deploytools import apply, kustomize, relocate
 
 pytestmark = pytest.mark.e2e
 SA = "cloudify-cluster-operator"
