@@ -18,7 +18,12 @@ from clusterop_dev.testbed import Cluster
 
 from .deploytools import CHART, OPERATOR_NS, REPO, WATCHED_NS, apply, by_key, container, kustomize, relocate
 
-KUSTOMIZATIONS = ["crd", "rbac", "manager", "all-namespaces", "namespaced", "default", "samples", "simulator"]
+KUSTOMIZATIONS = [
+    *(f"deploy/{k}" for k in ("crd", "rbac", "manager", "all-namespaces", "namespaced", "default", "samples")),
+    "deploy/simulator",
+    "deploy/argocd/app",
+    "hack/kind",
+]
 CRD_SOURCE = REPO / "crds" / "cloudify.co_managerclusters.yaml"
 
 
@@ -32,9 +37,9 @@ def test_crd_copies_are_the_source(copy: Path):
 def test_every_kustomization_passes_a_server_side_dry_run(
     path: str, kube_api: ApiClient, crd: None, operator_namespace: str, namespace: str
 ):
-    objs = kustomize(f"deploy/{path}")
+    objs = kustomize(path)
     assert objs
-    if path in ("samples", "simulator"):  # namespace-less: applied into the user's namespace
+    if path in ("deploy/samples", "deploy/simulator"):  # namespace-less: applied into the user's namespace
         for o in objs:
             o["metadata"]["namespace"] = namespace
     objs = relocate(objs, operator_ns=operator_namespace, watched_ns=namespace)
