@@ -20,7 +20,7 @@ helm: ## Build helm v3.22.0 into the tools cache (skipped when present); tests/d
 	  echo "$(HELM) ($(HELM_VERSION)) present"; \
 	else \
 	  echo "Building helm $(HELM_VERSION) into $(TOOLS_BIN) (about a minute) ..."; \
-	  mkdir -p "$(TOOLS_BIN)" && GOBIN="$(TOOLS_BIN)" CGO_ENABLED=0 go install -trimpath \
+	  mkdir -p "$(dir $(HELM))" && GOBIN="$(abspath $(dir $(HELM)))" CGO_ENABLED=0 go install -trimpath \
 	    -ldflags '$(HELM_LDFLAGS)' helm.sh/helm/v3/cmd/helm@$(HELM_VERSION); \
 	fi
 
