@@ -100,9 +100,7 @@ def apply(api: ApiClient, objs: Iterable[Mapping[str, Any]], *, dry_run: bool = 
     return answers
 
 
-def relocate(
-    objs: Iterable[Obj], *, operator_ns: str, watched_ns: str = WATCHED_NS, suffix: str = ""
-) -> list[Obj]:
+def relocate(objs: Iterable[Obj], *, operator_ns: str, watched_ns: str = WATCHED_NS, suffix: str = "") -> list[Obj]:
     """deploy/'s objects moved into a test's namespaces, cluster-scoped names made unique by a
     suffix (and every reference to them), so tests never share or clash over an object."""
     cluster_scoped = {"ClusterRole", "ClusterRoleBinding", "Namespace", "CustomResourceDefinition"}
@@ -173,9 +171,7 @@ def argocd_cm_text() -> str:
             "labels": {"app.kubernetes.io/name": "argocd-cm", "app.kubernetes.io/part-of": "argocd"},
         },
         "data": {
-            "resource.customizations.health.cloudify.co_ManagerCluster": _Literal(
-                (ARGOCD / "health.lua").read_text()
-            ),
+            "resource.customizations.health.cloudify.co_ManagerCluster": _Literal((ARGOCD / "health.lua").read_text()),
             "resource.customizations.actions.cloudify.co_ManagerCluster": _Literal(
                 yaml.dump(actions, Dumper=dumper, sort_keys=False)
             ),

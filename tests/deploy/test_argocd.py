@@ -88,9 +88,7 @@ def test_every_testdata_file_is_used():
     assert {f"testdata/{p.name}" for p in (ARGOCD / "actions" / "testdata").glob("*.yaml")} == action_files
 
 
-@pytest.mark.parametrize(
-    "case", ACTION_TESTS, ids=[f"{t['action']}-{Path(t['inputPath']).stem}" for t in ACTION_TESTS]
-)
+@pytest.mark.parametrize("case", ACTION_TESTS, ids=[f"{t['action']}-{Path(t['inputPath']).stem}" for t in ACTION_TESTS])
 def test_action(case: dict[str, Any]):
     obj = load(ARGOCD / "actions" / case["inputPath"])
     result = from_lua(run_lua(ARGOCD / "actions" / case["action"] / "action.lua", obj), like=obj)
@@ -130,9 +128,7 @@ def test_argocd_cm_holds_the_scripts_as_in_the_repository():
     actions = yaml.safe_load(data["resource.customizations.actions.cloudify.co_ManagerCluster"])
     assert actions["discovery.lua"] == (ARGOCD / "actions" / "discovery.lua").read_text()
     defined = {d["name"]: d["action.lua"] for d in actions["definitions"]}
-    assert defined == {
-        name: (ARGOCD / "actions" / name / "action.lua").read_text() for name in ("suspend", "resume")
-    }
+    assert defined == {name: (ARGOCD / "actions" / name / "action.lua").read_text() for name in ("suspend", "resume")}
 
 
 def test_application_syncs_the_crd_first_and_manager_clusters_last():
@@ -140,8 +136,12 @@ def test_application_syncs_the_crd_first_and_manager_clusters_last():
     assert app["kind"] == "Application"
     assert app["spec"]["source"]["path"] == "deploy/argocd/app"
     objs = kustomize(app["spec"]["source"]["path"])
-    waves = {(o["kind"], o["metadata"]["name"]): int(
-        (o["metadata"].get("annotations") or {}).get("argocd.argoproj.io/sync-wave", "0")) for o in objs}
+    waves = {
+        (o["kind"], o["metadata"]["name"]): int(
+            (o["metadata"].get("annotations") or {}).get("argocd.argoproj.io/sync-wave", "0")
+        )
+        for o in objs
+    }
     crd = waves[("CustomResourceDefinition", "managerclusters.cloudify.co")]
     cluster = waves[("ManagerCluster", "example")]
     assert crd == min(waves.values()) and crd < waves[("Deployment", "cloudify-cluster-operator")]

@@ -94,9 +94,7 @@ def test_deployment_shape():
     assert service["spec"]["selector"] == spec["selector"]["matchLabels"]
 
 
-def test_the_operator_pod_is_admitted_under_the_restricted_pod_security_standard(
-    kube_api: ApiClient, namespace: str
-):
+def test_the_operator_pod_is_admitted_under_the_restricted_pod_security_standard(kube_api: ApiClient, namespace: str):
     """The Deployment's pod template, created (dry run) as a Pod in a namespace that enforces
     `restricted`: PodSecurity admission refuses any pod that misses one of its rules."""
     core = client.CoreV1Api(kube_api)
