@@ -53,6 +53,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="auto",
         help="react at once to Secret changes (auto: on when namespaced, off cluster-wide)",
     )
+    p.add_argument(
+        "--stall-seconds",
+        type=float,
+        default=None,
+        help="liveness fails when an object's loop has not finished a pass for this long (default max(120, 4x resync))",
+    )
     p.add_argument("--delete-timeout", type=float, default=300.0, help="give up removing nodes on delete after this")
     return p.parse_args(argv)
 
@@ -100,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         passes=passes,
         watch_secrets=watch_secrets,
         delete_timeout=args.delete_timeout,
-        stall_after=max(120.0, 4 * args.resync_seconds),
+        stall_after=args.stall_seconds or max(120.0, 4 * args.resync_seconds),
     )
 
     @kopf.on.startup()
