@@ -184,7 +184,7 @@ async def delete(body: kopf.Body, memo: kopf.Memo, retry: int, runtime: datetime
     raise kopf.TemporaryError(message, delay=0.5 if retry < 20 else 5.0)
 
 
-@kopf.on.probe(id="reconcile_age")
+@kopf.on.probe(id="reconcile_age", errors=kopf.ErrorsMode.PERMANENT, timeout=5)
 def reconcile_age(memo: kopf.Memo, **_: Any) -> float:
     """Seconds since the stalest object's last pass; raises (liveness fails) when passes stall."""
     runtime: Runtime = memo.runtime
