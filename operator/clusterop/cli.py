@@ -74,7 +74,7 @@ def configure_logging(level: str, fmt: str) -> None:
     logging.getLogger().setLevel(level.upper())
     if level != "debug":  # kopf logs every event handler call at INFO; ours log what matters
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
-    for noisy in ("urllib3", "requests"):
+    for noisy in ("urllib3", "requests", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING if level != "debug" else logging.INFO)
     redact.install()
     # spec.tls.insecureSkipVerify is an explicit choice of the user: say it once in the docs, not per request.
@@ -96,7 +96,11 @@ def main(argv: list[str] | None = None) -> int:
         session=make_session(),
         pool=fanout,
         settings=Settings(
-            resync_seconds=args.resync_seconds, request_timeout=(args.connect_timeout, args.request_timeout)
+            resync_seconds=args.resync_seconds,
+            request_timeout=(args.connect_timeout, args.request_timeout),
+            # First re-look 50 ms after a write, then 1.6x longer each time up to 2 s: a node ready
+            # after 0.3 s is seen at ~0.33 s rather than ~0.42 s; a slow one costs ~2 looks more.
+            fast_first=0.05,
         ),
         observer=metrics.observe_request,
     )
