@@ -79,6 +79,8 @@ class Config:
     profile: bool = False  # py-spy record the operator at the largest level
     plot: bool = True
     operator_args: tuple[str, ...] = ()
+    operator_env: tuple[tuple[str, str], ...] = ()
+    quiet_seconds: float = 5.0  # the steady window starts after this long without an operator write
 
 
 # -- process figures ------------------------------------------------------------------------------
@@ -104,15 +106,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def passes(metrics_url: str) -> int:
-    """Reconcile passes the operator has finished (its Prometheus counter)."""
+def scrape(metrics_url: str, prefix: str) -> float:
+    """The sum of the operator's Prometheus samples whose line starts with `prefix`."""
     import urllib.request
 
     with urllib.request.urlopen(metrics_url, timeout=10) as r:
         text = r.read().decode()
-    return int(
-        sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith("clusterop_reconcile_total{"))
-    )
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(prefix))
+
+
+def passes(metrics_url: str) -> int:
+    """Reconcile passes the operator has finished (its Prometheus counter)."""
+    return int(scrape(metrics_url, "clusterop_reconcile_total{"))
 
 
 def raise_fd_limit(wanted: int = 65536) -> int:
@@ -326,6 +331,7 @@ class Bench:
             log_path=self.config.out / f"operator-{tag}.log",
             log_level="info",
             extra_args=args,
+            env=dict(self.config.operator_env),
         )
         self.config.out.mkdir(parents=True, exist_ok=True)
         with suppress(FileNotFoundError):
@@ -429,6 +435,7 @@ class Bench:
             metrics_url: str = op.metrics_url  # type: ignore[attr-defined]
             try:
                 passes0 = passes(metrics_url)
+                pass_time0 = scrape(metrics_url, "clusterop_reconcile_duration_seconds_sum")
                 cpu0 = proc_cpu_seconds(pid)
                 if audit:
                     audit.mark()
@@ -440,7 +447,9 @@ class Bench:
                 t_ready = max(w.ready_at.values()) if w.ready_at else time.monotonic()
                 cpu1 = proc_cpu_seconds(pid)
                 passes1 = passes(metrics_url)
+                pass_time1 = scrape(metrics_url, "clusterop_reconcile_duration_seconds_sum")
                 result.update(
+                    forming_pass_seconds_mean=round((pass_time1 - pass_time0) / max(passes1 - passes0, 1), 3),
                     forming_passes_per_cluster=round((passes1 - passes0) / n, 1),
                     apply_seconds=round(t_applied - t0, 2),
                     all_ready=all_ready,
@@ -469,6 +478,16 @@ class Bench:
     def steady(self, pid: int, n: int, audit: AuditLog | None, metrics_url: str) -> dict[str, Any]:
         cfg = self.config
         window = cfg.steady_intervals * cfg.resync_seconds
+        quiet_after = 0.0
+        if audit:  # formation's last writes (kopf posts events from a queue) are not the steady state
+            t = time.monotonic()
+            audit.mark()
+            while time.monotonic() - t < 2 * window:
+                time.sleep(cfg.quiet_seconds)
+                if not audit.writes():
+                    break
+                audit.mark()
+            quiet_after = time.monotonic() - t
         say(f"steady {n}: watching for {window:.0f}s ({cfg.steady_intervals:g} resync intervals)")
         self.sim.reset_requests()
         if audit:
@@ -486,6 +505,7 @@ class Bench:
             per_path[f"{c['method']} {c['path']}"] += c["count"]
         resyncs = (t1 - t0) / cfg.resync_seconds
         return {
+            "quiet_after_seconds": round(quiet_after, 1),
             "window_seconds": round(t1 - t0, 1),
             "apiserver_writes": sum(writes.values()),
             "apiserver_writes_by_kind": dict(writes),
@@ -692,6 +712,7 @@ def run(config: Config, bed: TestBed | None = None) -> dict[str, Any]:
             "levels": list(config.levels),
             "runs": config.runs,
             "operator_args": list(config.operator_args),
+            "operator_env": dict(config.operator_env),
         },
     }
     try:
@@ -739,6 +760,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     p.add_argument("--profile", action="store_true", help="py-spy record the operator at the largest level")
     p.add_argument("--no-plot", action="store_true")
     p.add_argument("--operator-arg", action="append", default=[], help="extra operator flag (repeatable)")
+    p.add_argument("--operator-env", action="append", default=[], help="NAME=VALUE for the operator (repeatable)")
     a = p.parse_args(argv)
     return Config(
         levels=tuple(int(x) for x in a.levels.split(",") if x.strip()),
@@ -754,6 +776,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         profile=a.profile,
         plot=not a.no_plot,
         operator_args=tuple(a.operator_arg),
+        operator_env=tuple((e.split("=", 1)[0], e.split("=", 1)[1]) for e in a.operator_env),
     )
 
 

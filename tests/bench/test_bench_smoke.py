@@ -1,0 +1,49 @@
+"""A small run of the benchmark (make bench) so it cannot rot: a few clusters, short resync.
+
+It checks what the benchmark reports, never how fast: timings are the benchmark's to print.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from clusterop_dev.bench import Config, render_table, run
+from clusterop_dev.testbed import Cluster, TestBed
+
+pytestmark = [pytest.mark.bench, pytest.mark.e2e]
+
+
+def test_bench_smoke(testbed: Cluster, tmp_path: Path) -> None:
+    if not isinstance(testbed, TestBed) or testbed.audit_log is None:
+        pytest.skip("the benchmark needs the local test bed with its audit log")
+    config = Config(levels=(2, 3), runs=2, resync_seconds=2.0, cli_poll=0.5, out=tmp_path)
+    results = run(config, bed=testbed)
+
+    saved = json.loads((tmp_path / "bench.json").read_text())
+    assert saved["targets"] == results["targets"]
+    assert {"date", "machine", "settings", "latency", "scale", "targets"} <= saved.keys()
+    assert (tmp_path / "bench.png").stat().st_size > 0
+
+    latency = saved["latency"]
+    for case in ("zero_delay", "operator", "cli40"):
+        assert len(latency[case]["runs"]) == 2 and latency[case]["median"] > 0
+    assert latency["ratio"] > 0
+
+    assert [lv["clusters"] for lv in saved["scale"]] == [2, 3]
+    for lv in saved["scale"]:
+        assert lv["all_ready"] and lv["ready_count"] == lv["clusters"]
+        assert lv["rss_peak_mib"] > 0 and lv["forming_cpu_seconds"] > 0
+        # the operator's own writes were seen while forming (audit log under its own identity)
+        writes = lv["forming_apiserver_writes"]
+        assert writes.get("patch managerclusters/status", 0) >= lv["clusters"]
+        steady = lv["steady"]
+        assert steady["passes"] > 0 and steady["manager_gets"] > 0
+        # a steady cluster writes nothing, to the apiserver or to its managers
+        assert steady["apiserver_writes"] == 0, steady["apiserver_writes_by_kind"]
+        assert steady["manager_writes"] == 0, steady["manager_requests_by_path"]
+
+    table = render_table(saved)
+    assert "4.0 CLI procedure" in table and "| 3 |" in table and "Targets" in table
