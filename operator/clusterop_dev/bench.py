@@ -593,8 +593,10 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         st = lv["steady"]
         row(f"{n} clusters: steady apiserver writes", "0", st["apiserver_writes"], st["apiserver_writes"] == 0)
         row(f"{n} clusters: steady manager writes", "0", st["manager_writes"], st["manager_writes"] == 0)
+        # a pass in flight at each edge of the window may be counted on one side only: 2 requests of slack
+        within = st["manager_gets"] <= TARGET_GETS_PER_RESYNC * st["passes"] + 2
         row(f"{n} clusters: manager GETs per cluster per resync", f"<= {TARGET_GETS_PER_RESYNC:g}",
-            st["gets_per_cluster_per_resync"], st["gets_per_cluster_per_resync"] <= TARGET_GETS_PER_RESYNC)  # fmt: skip
+            st["gets_per_cluster_per_resync"], within)  # fmt: skip
         row(f"{n} clusters: steady CPU share", f"<= {TARGET_CPU_SHARE:.0%}", f"{st['cpu_share']:.1%}",
             st["cpu_share"] <= TARGET_CPU_SHARE)  # fmt: skip
     return rows
