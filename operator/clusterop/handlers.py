@@ -101,6 +101,8 @@ async def _one_pass(
     snapshot = {"metadata": dict(body.metadata), "spec": dict(body.spec), "status": dict(body.status)}
     try:
         outcome = await loop.run_in_executor(runtime.passes, runtime.reconciler.run, snapshot, state)
+        if outcome.base_status is not None:
+            state.last_status = outcome.base_status
         if outcome.status_patch:
             written = await loop.run_in_executor(
                 runtime.passes, runtime.kube.patch_status, key[0], key[1], outcome.status_patch

@@ -65,6 +65,7 @@ class Outcome:
     requeue_after: float
     ready: bool = False
     members_online: int = 0
+    base_status: dict[str, Any] | None = None  # status as a write inside the pass left it
 
 
 @dataclass
@@ -74,6 +75,7 @@ class ObjectState:
     streak: int = 0  # consecutive passes waiting on something
     last_status: dict[str, Any] | None = None
     last_problems: frozenset[str] = frozenset()
+    steady_key: Any = None  # what the last steady pass saw; the same again needs no status work
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -122,13 +124,19 @@ class Reconciler:
             return self._stopped_early(previous, generation, e, state)
         memory = status.memory_of(previous)
         seen = self._observe(spec, memory, conn)
+        steady_key = (seen.members, spec.generation, spec.paused, spec.config_hash) if seen.fast else None
+        if steady_key is not None and state.steady_key == steady_key:
+            # The leader's list is what it was on the last pass, which wrote nothing: so would this one.
+            state.streak = 0
+            return Outcome({}, [], self._resync(), ready=True, members_online=len(seen.members or ()))
         memory = replace(memory, pending=planner.settle(memory.pending, seen))
         actions = planner.plan(spec, seen, memory, self.clock())
         events: list[Event] = []
         executed: Write | None = None
         first = actions[0] if actions else None
+        written: dict[str, Any] | None = None
         if isinstance(first, Bootstrap | Join | Remove | Configure) and not spec.paused:
-            memory, events, executed = self._execute(ns, name, previous, spec, seen, memory, conn, key, first)
+            memory, events, executed, written = self._execute(ns, name, spec, memory, conn, key, first)
         desired = status.build(
             previous=previous, spec=spec, seen=seen, memory=memory, actions=actions, executed=executed, now=_now_iso()
         )
@@ -136,12 +144,19 @@ class Reconciler:
         if desired["phase"] == "Ready" and previous.get("phase") != "Ready":
             events.append(Event("Normal", "Ready", f"All {len(spec.nodes)} nodes are members and online"))
         requeue = self._pace(state, desired, executed, actions)
+        patch = status.merge_patch(previous, desired)
+        if written is not None:
+            # The intent written before the request is this pass's status write; the next pass, a
+            # moment later, observes the outcome and writes the rest.
+            patch = {}
+        state.steady_key = steady_key if not patch and not events and desired["phase"] == "Ready" else None
         return Outcome(
-            status_patch=status.merge_patch(previous, desired),
+            status_patch=patch,
             events=events,
             requeue_after=requeue,
             ready=desired["phase"] == "Ready",
             members_online=sum(1 for n in desired["nodes"] if n["online"]),
+            base_status=written,
         )
 
     def _stopped_early(
@@ -312,17 +327,10 @@ class Reconciler:
     # -- execute ----------------------------------------------------------------------------
 
     def _execute(
-        self,
-        ns: str,
-        name: str,
-        previous: Mapping[str, Any],
-        spec: ClusterSpec,
-        seen: Observed,
-        memory: Memory,
-        conn: Connection,
-        key: str,
-        action: Write,
-    ) -> tuple[Memory, list[Event], Write | None]:
+        self, ns: str, name: str, spec: ClusterSpec, memory: Memory, conn: Connection, key: str, action: Write
+    ) -> tuple[Memory, list[Event], Write | None, dict[str, Any] | None]:
+        """Sends one write. Returns the new memory, events, the action if it was sent, and the
+        status the intent write left (None for a config PATCH, which needs no intent)."""
         endpoints = {**memory.endpoints, **{n.name: n.endpoint for n in spec.nodes}}
         now = self.clock()
         if isinstance(action, Configure):
@@ -330,10 +338,10 @@ class Reconciler:
                 self._client(endpoints[action.master], conn).configure(spec.config)
             except errors.ManagerError as e:
                 failed = Event("Warning", "ConfigFailed", f"Applying config on {action.master} failed: {e}")
-                return memory, [failed], None
+                return memory, [failed], None, None
             applied = spec.config_hash
             event = Event("Normal", "ConfigApplied", f"Applied config {applied} on master {action.master}")
-            return replace(memory, applied_config_hash=applied), [event], action
+            return replace(memory, applied_config_hash=applied), [event], action, None
         if isinstance(action, Remove):
             target = Pending("remove", action.name, endpoint=endpoints.get(action.name, ""), since=now)
         else:
@@ -343,7 +351,7 @@ class Reconciler:
             target = Pending(op, action.node.name, action.node.host_ip, action.node.endpoint, now, attempts)
         # The intent is durable before the request leaves: a crash after this line is recoverable.
         intent = {"pending": target.to_status(), "phase": status.PHASE_BY_OP[target.op]}
-        self.kube.patch_status(ns, name, intent)
+        written = dict(self.kube.patch_status(ns, name, intent).get("status") or {})
         failpoints.hit("before-write")
         memory = replace(memory, pending=target)
         try:
@@ -363,9 +371,10 @@ class Reconciler:
                 event = Event("Normal", "Removing", f"Removed {action.name} from the cluster through {action.master}")
         except errors.ManagerError as e:
             # The request may have landed: keep the intent, the next observation settles it.
-            return memory, [Event("Warning", f"{target.op.capitalize()}Failed", f"{action.describe()}: {e}")], action
+            failed = Event("Warning", f"{target.op.capitalize()}Failed", f"{action.describe()}: {e}")
+            return memory, [failed], action, written
         failpoints.hit("after-write")
-        return memory, [event], action
+        return memory, [event], action, written
 
     # -- pacing and events --------------------------------------------------------------------
 
@@ -384,9 +393,12 @@ class Reconciler:
             return float(min(s.fast_max, s.fast_first * 1.6 ** (state.streak - 1)))
         if desired["phase"] in ("Ready", "Paused"):
             state.streak = 0
-            return s.resync_seconds * random.uniform(0.9, 1.1)
+            return self._resync()
         state.streak += 1
         return float(min(s.error_max, s.resync_seconds, 1.0 * 2 ** min(state.streak - 1, 6)))
+
+    def _resync(self) -> float:
+        return self.settings.resync_seconds * random.uniform(0.9, 1.1)
 
     @staticmethod
     def _problem_events(state: ObjectState, desired: Mapping[str, Any], spec: ClusterSpec) -> list[Event]:

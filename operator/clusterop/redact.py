@@ -19,8 +19,8 @@ _values: frozenset[str] = frozenset()
 def register(value: str) -> None:
     """Remember a secret value (and its encodings) so no log line ever shows it."""
     global _values
-    if len(value) < _MIN_LEN:
-        return
+    if len(value) < _MIN_LEN or value in _values:
+        return  # too short to mask safely, or known already (every pass re-reads its Secrets)
     raw = value.encode()
     forms = {
         value,
@@ -38,8 +38,15 @@ def register(value: str) -> None:
         _values = _values | {f for f in forms if len(f) >= _MIN_LEN}
 
 
+_ordered: tuple[str, ...] = ()  # longest first, so a value inside another is masked after it
+
+
 def scrub(text: str) -> str:
-    for value in sorted(_values, key=len, reverse=True):
+    global _ordered
+    values = _values
+    if len(_ordered) != len(values):
+        _ordered = tuple(sorted(values, key=len, reverse=True))
+    for value in _ordered:
         if value in text:
             text = text.replace(value, MASK)
     return text
