@@ -15,7 +15,7 @@ from typing import Any
 import kopf
 import urllib3
 
-from . import handlers, metrics, redact
+from . import handlers, memory, metrics, redact
 from .client import make_session
 from .kube import Kube
 from .reconciler import Reconciler, Settings
@@ -59,6 +59,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="liveness fails when an object's loop has not finished a pass for this long (default max(120, 4x resync))",
     )
+    p.add_argument(
+        "--secret-cache-seconds",
+        type=float,
+        default=300.0,
+        help="re-read a referenced Secret at most this often (at once when it changes in namespaced mode "
+        "or when the managers refuse the credentials)",
+    )
     p.add_argument("--delete-timeout", type=float, default=300.0, help="give up removing nodes on delete after this")
     return p.parse_args(argv)
 
@@ -88,7 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     watch_secrets = args.watch_secrets == "on" or (args.watch_secrets == "auto" and namespaced)
     if watch_secrets:
         handlers.register_secret_watch()
-    kube = Kube.from_env()
+    memory.limit_arenas()
+    memory.trim_every(10.0)
+    kube = Kube.from_env(secret_max_age=args.secret_cache_seconds)
     fanout = ThreadPoolExecutor(max_workers=max(8, args.workers * 3), thread_name_prefix="manager")
     passes = ThreadPoolExecutor(max_workers=args.workers, thread_name_prefix="pass")
     reconciler = Reconciler(
@@ -111,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         watch_secrets=watch_secrets,
         delete_timeout=args.delete_timeout,
         stall_after=args.stall_seconds or max(120.0, 4 * args.resync_seconds),
+        # one watch stream per resource (ManagerClusters, Secrets, ConfigMaps, peering) and namespace
+        api_connections=32 + 4 * max(1, len(args.namespace)),
     )
 
     @kopf.on.startup()

@@ -8,7 +8,8 @@ Secret the operator generates when asked to. Values read from Secrets are regist
 Secrets are cached for `secret_max_age` seconds: every pass needs the credentials and the key,
 and reading both from the apiserver on every pass was most of a pass's cost (and of the
 apiserver's load) with 1,000 clusters. A Secret watch (namespaced mode) drops an entry at once;
-without one, a changed Secret is seen within `secret_max_age`. A missing Secret is never cached.
+so does a manager refusing the credentials; otherwise a changed Secret is seen within
+`secret_max_age`. A missing Secret is never cached.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from . import redact
 from .model import GROUP, PLURAL, VERSION
 
 API_VERSION = f"{GROUP}/{VERSION}"
-SECRET_MAX_AGE = 60.0
+SECRET_MAX_AGE = 300.0
 
 
 class NotFoundError(Exception):
@@ -58,8 +59,8 @@ class Kube:
         api.session.mount("http://", adapter)
 
     @staticmethod
-    def from_env() -> Kube:
-        return Kube(pykube.HTTPClient(pykube.KubeConfig.from_env(), timeout=15))
+    def from_env(secret_max_age: float = SECRET_MAX_AGE) -> Kube:
+        return Kube(pykube.HTTPClient(pykube.KubeConfig.from_env(), timeout=15), secret_max_age)
 
     def _get(self, namespace: str, path: str) -> dict[str, Any]:
         response: requests.Response = self.api.get(version="v1", namespace=namespace, url=path)

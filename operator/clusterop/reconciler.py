@@ -124,6 +124,8 @@ class Reconciler:
             return self._stopped_early(previous, generation, e, state)
         memory = status.memory_of(previous)
         seen = self._observe(spec, memory, conn)
+        if any(n.kind is NodeKind.UNAUTHORIZED for n in seen.nodes.values()):
+            self.kube.forget_secret(ns, spec.credentials_secret)  # a fixed Secret is read next pass
         steady_key = (seen.members, spec.generation, spec.paused, spec.config_hash) if seen.fast else None
         if steady_key is not None and state.steady_key == steady_key:
             # The leader's list is what it was on the last pass, which wrote nothing: so would this one.
