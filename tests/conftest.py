@@ -19,6 +19,7 @@ from kubernetes import client
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
+from clusterop_dev.harness import apply_crd
 from clusterop_dev.testbed import Cluster, ExistingCluster, TestBed, local_mode
 
 
@@ -67,3 +68,9 @@ def namespace(kube_api: ApiClient, request: pytest.FixtureRequest) -> Iterator[s
     except ApiException as e:
         if e.status != 404:
             raise
+
+
+@pytest.fixture(scope="session")
+def crd(kube_api: ApiClient) -> None:
+    """The ManagerCluster CRD from crds/, applied server-side and established."""
+    apply_crd(kube_api)

@@ -19,7 +19,7 @@ import requests
 from kubernetes.client import ApiClient
 
 from clusterop.simulator.harness import SimulatorProcess
-from clusterop_dev.harness import Clusters, OperatorProcess, apply_crd
+from clusterop_dev.harness import Clusters, OperatorProcess
 from clusterop_dev.testbed import Cluster
 
 from .support import KEY, PASSWORD, USERS, SimView, find_secrets, kube_texts
@@ -46,10 +46,6 @@ def sim() -> Iterator[SimulatorProcess]:
 def view(sim: SimulatorProcess) -> SimView:
     return SimView(sim.control)
 
-
-@pytest.fixture(scope="session")
-def crd(kube_api: ApiClient) -> None:
-    apply_crd(kube_api)
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
 from clusterop.simulator.harness import SimulatorProcess
-from clusterop_dev.harness import apply_crd
 
 from .deploytools import OPERATOR_NS, helm_binary
 
@@ -23,10 +22,6 @@ def helm() -> Path:
     """The helm binary (v3.22.0) from the tools cache; `make helm` builds it when missing."""
     return helm_binary()
 
-
-@pytest.fixture(scope="session")
-def crd(kube_api: ApiClient) -> None:
-    apply_crd(kube_api)
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ from kubernetes import client
 from kubernetes.client import ApiClient
 
 from clusterop.simulator.harness import SimulatorControl, SimulatorProcess
-from clusterop_dev.harness import Clusters, OperatorProcess, apply_crd
+from clusterop_dev.harness import Clusters, OperatorProcess
 from clusterop_dev.testbed import Cluster
 
 
@@ -38,10 +38,6 @@ def machines(sim: SimulatorProcess) -> Callable[[int], list[dict[str, Any]]]:
     """Fresh, uninitialized simulated managers: machines(3)."""
     return sim.add_machines
 
-
-@pytest.fixture(scope="session")
-def crd(kube_api: ApiClient) -> None:
-    apply_crd(kube_api)
 
 
 @pytest.fixture
