@@ -19,7 +19,7 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -70,13 +70,12 @@ class Outcome:
 
 @dataclass
 class ObjectState:
-    """Per-object memory of the running process (not crash-safe: only for pacing)."""
+    """Per-object memory of the running process (not crash-safe: pacing and skipping work only)."""
 
     streak: int = 0  # consecutive passes waiting on something
     last_status: dict[str, Any] | None = None
     last_problems: frozenset[str] = frozenset()
     steady_key: Any = None  # what the last steady pass saw; the same again needs no status work
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
