@@ -83,6 +83,11 @@ def _signature(body: kopf.Body) -> tuple[Any, ...]:
     )
 
 
+def _snapshot(body: kopf.Body) -> dict[str, Any]:
+    """A plain copy of the live body for a worker thread (kopf updates the live one meanwhile)."""
+    return {"metadata": dict(body.metadata), "spec": dict(body.spec), "status": dict(body.status)}
+
+
 def _secret_names(body: kopf.Body) -> set[str]:
     spec = body.get("spec") or {}
     names = set()
@@ -129,7 +134,7 @@ async def reconcile_loop(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonS
 async def _one_pass(
     runtime: Runtime, loop: asyncio.AbstractEventLoop, body: kopf.Body, state: ObjectState, key: tuple[str, str]
 ) -> float:
-    snapshot = {"metadata": dict(body.metadata), "spec": dict(body.spec), "status": dict(body.status)}
+    snapshot = _snapshot(body)
     try:
         outcome = await loop.run_in_executor(runtime.passes, runtime.reconciler.run, snapshot, state)
         if outcome.base_status is not None:
@@ -205,7 +210,7 @@ async def delete(body: kopf.Body, memo: kopf.Memo, retry: int, runtime: datetime
     if (body.spec.get("deletionPolicy") or "Orphan") != "RemoveNodes":
         return
     loop = asyncio.get_running_loop()
-    snapshot = {"metadata": dict(body.metadata), "spec": dict(body.spec), "status": dict(body.status)}
+    snapshot = _snapshot(body)
     done, message = await loop.run_in_executor(shared.passes, shared.reconciler.dissolve, snapshot)
     if done:
         kopf.event(body, type="Normal", reason="Deleted", message=message)
