@@ -203,12 +203,15 @@ def register_secret_watch() -> None:
     kopf.on.event("v1", "configmaps")(wake_on_secret)
 
 
-@kopf.on.delete(*RESOURCE)
+@kopf.on.delete(*RESOURCE, field="spec.deletionPolicy", value="RemoveNodes")
 async def delete(body: kopf.Body, memo: kopf.Memo, retry: int, runtime: datetime.timedelta, **_: Any) -> None:
-    """deletionPolicy RemoveNodes: remove every member but the last, one per call; Orphan: nothing."""
+    """deletionPolicy RemoveNodes: remove every member but the last, one per call.
+
+    Only RemoveNodes objects match. kopf tracks every object a change handler matches: a diff-base
+    annotation written at creation, then up to 5 s of waiting for its own patch to come back on
+    each event. Under Orphan (the default) a deletion needs no work, so those objects skip all
+    of that; the daemon's finalizer still keeps them until their loop has stopped."""
     shared: Runtime = memo.runtime
-    if (body.spec.get("deletionPolicy") or "Orphan") != "RemoveNodes":
-        return
     loop = asyncio.get_running_loop()
     snapshot = _snapshot(body)
     done, message = await loop.run_in_executor(shared.passes, shared.reconciler.dissolve, snapshot)

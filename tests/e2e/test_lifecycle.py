@@ -248,6 +248,37 @@ def test_delete_remove_nodes_keeps_only_the_last(
     assert live_members(sim, ms) == {st["leader"]}  # never the last node
 
 
+@pytest.mark.parametrize("policy", ["Orphan", "RemoveNodes"])
+def test_delete_while_the_operator_is_down(
+    sim: SimulatorProcess, machines: Machines, clusters: Clusters, local_operator: OperatorProcess, policy: str
+):
+    """The finalizer holds the object while no operator runs; the next operator finishes the job."""
+    ms = machines(3)
+    clusters.create(manager_cluster("later", node_specs(ms), deletion_policy=policy))
+    st = clusters.wait_ready("later")
+    local_operator.stop()
+    clusters.delete("later")
+    assert clusters.exists("later"), "the finalizer must hold the object while no operator runs"
+    assert live_members(sim, ms) == {"manager-1", "manager-2", "manager-3"}
+    local_operator.start()
+    wait_for(lambda: not clusters.exists("later"), timeout=30, message="the resource to go")
+    expected = {st["leader"]} if policy == "RemoveNodes" else {"manager-1", "manager-2", "manager-3"}
+    assert live_members(sim, ms) == expected
+
+
+def test_deletion_policy_changed_at_run_time(
+    sim: SimulatorProcess, machines: Machines, clusters: Clusters, operator: OperatorProcess
+):
+    ms = machines(2)
+    clusters.create(manager_cluster("switch", node_specs(ms)))
+    st = clusters.wait_ready("switch")
+    clusters.patch("switch", {"spec": {"deletionPolicy": "RemoveNodes"}})
+    clusters.wait_status("switch", lambda s: s.get("observedGeneration") == 2, timeout=20)
+    clusters.delete("switch")
+    wait_for(lambda: not clusters.exists("switch"), timeout=30, message="the resource to go")
+    assert live_members(sim, ms) == {st["leader"]}
+
+
 def test_node_removed_outside_cannot_rejoin(
     sim: SimulatorProcess, machines: Machines, clusters: Clusters, operator: OperatorProcess
 ):
