@@ -100,9 +100,12 @@ class Reconciler:
         settings: Settings,
         observer: Observer | None = None,
         clock: Callable[[], float] = time.time,
+        steady_session: requests.Session | None = None,
     ) -> None:
         self.kube = kube
         self.session = session
+        #: for the steady pass's one request (the leader's node list); default: `session`
+        self.steady_session = steady_session or session
         self.pool = pool  # fan-out of manager requests within a pass
         self.settings = settings
         self.observer = observer
@@ -250,8 +253,8 @@ class Reconciler:
 
     # -- observe ----------------------------------------------------------------------------
 
-    def _client(self, endpoint: str, conn: Connection) -> ManagerClient:
-        return ManagerClient(endpoint, conn, self.session, self.observer)
+    def _client(self, endpoint: str, conn: Connection, *, steady: bool = False) -> ManagerClient:
+        return ManagerClient(endpoint, conn, self.steady_session if steady else self.session, self.observer)
 
     def _observe(self, spec: ClusterSpec, memory: Memory, conn: Connection) -> Observed:
         fast = self._observe_fast(spec, memory, conn)
@@ -285,7 +288,7 @@ class Reconciler:
         if spec.config_hash != (memory.applied_config_hash or EMPTY_CONFIG_HASH):
             return None
         try:
-            items = self._client(leader.endpoint, conn).nodes()
+            items = self._client(leader.endpoint, conn, steady=True).nodes()
         except errors.ManagerError:
             return None
         want = {(n.name, n.host_ip) for n in spec.nodes}
