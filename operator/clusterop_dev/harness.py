@@ -61,8 +61,10 @@ class OperatorProcess:
         log_level: str = "debug",
         extra_args: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
+        python: str = sys.executable,
     ) -> None:
         self.kubeconfig = str(kubeconfig)
+        self.python = python  # e.g. the runtime-only venv of `make bench`
         self.namespaces = list(namespaces)
         self.resync_seconds = resync_seconds
         self.log_path = Path(log_path) if log_path else Path(f"/tmp/clusterop-operator-{os.getpid()}-{id(self)}.log")
@@ -73,7 +75,7 @@ class OperatorProcess:
         self.starts = 0
 
     def command(self) -> list[str]:
-        args = [sys.executable, "-m", "clusterop.cli", "--resync-seconds", str(self.resync_seconds)]
+        args = [self.python, "-m", "clusterop.cli", "--resync-seconds", str(self.resync_seconds)]
         args += ["--log-level", self.log_level, "--metrics-port", "0", "--liveness", ""]
         for ns in self.namespaces:
             args += ["--namespace", ns]
