@@ -685,7 +685,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
         ax.set_xticks(xs, [str(x) for x in xs])
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("ManagerClusters (3 nodes each)")
-        ax.set_ylim(bottom=0)
+        ax.set_ylim(0, 1.2 * max([*ys, target or 0]) or 1.0)  # room above the target line and the points
         ax.grid(True, alpha=0.3)
     fig.suptitle(f"cloudify-cluster-operator, {results['machine']['cpus']} cores, resync "
                  f"{results['settings']['resync_seconds']:g}s ({results['date']})")  # fmt: skip
