@@ -41,7 +41,7 @@ def test_apiserver_restart_with_a_spec_change_while_down(
     operators: Callable[..., OperatorProcess],
 ) -> None:
     if not hasattr(testbed, "stop_apiserver"):
-        pytest.skip("needs the local test bed")
+        pytest.skip("E2E_CLUSTER=kind: only the local test bed can stop and restart its apiserver")
     ms = sim.add_machines(4)
     nodes = node_specs(ms)
     op = operators()

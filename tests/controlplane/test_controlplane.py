@@ -31,7 +31,7 @@ REPLICAS_DOC = "How many widget replicas to run, from 1 to 5."
 NODES_DOC = "Names of the nodes that carry the widget."
 CEL_MESSAGE = "nodes must not outnumber replicas"
 
-local_only = pytest.mark.skipif(not local_mode(), reason="starts local control-plane processes")
+local_only = pytest.mark.skipif(not local_mode(), reason="E2E_CLUSTER=kind: starts local control-plane processes")
 
 T = TypeVar("T")
 
@@ -161,7 +161,7 @@ def find_property_docs(openapi: Any, kind: str) -> dict[str, str]:
 # ---- the apiserver ---------------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(not local_mode(), reason="another cluster runs its own version")
+@pytest.mark.skipif(not local_mode(), reason="E2E_CLUSTER=kind: kind runs its own version")
 def test_version_reports_the_pinned_release(kube_api: ApiClient) -> None:
     assert get_json(kube_api, "/version")["gitVersion"] == control_plane_version()
 
