@@ -233,6 +233,11 @@ class Member:
     master: bool
     initialized: bool
 
+    @classmethod
+    def of(cls, item: Mapping[str, Any]) -> Member:
+        """From an item of `GET /api/v3/cluster/nodes` (client.ClusterNode)."""
+        return cls(item["name"], item["host_ip"], item["online"], item["master"], item["initialized"])
+
 
 @dataclass(frozen=True)
 class Observed:

@@ -272,10 +272,7 @@ class Reconciler:
         members: tuple[Member, ...] | None = None
         if len(masters) == 1:
             try:
-                members = tuple(
-                    Member(i["name"], i["host_ip"], i["online"], i["master"], i["initialized"])
-                    for i in self._client(endpoints[masters[0]], conn).nodes()
-                )
+                members = tuple(Member.of(i) for i in self._client(endpoints[masters[0]], conn).nodes())
             except errors.ManagerError as e:
                 log.info("Listing nodes failed master=%s error=%s", masters[0], e)
         return Observed(nodes=seen, members=members, master=masters[0] if len(masters) == 1 else None)
@@ -288,15 +285,14 @@ class Reconciler:
         if spec.config_hash != (memory.applied_config_hash or EMPTY_CONFIG_HASH):
             return None
         try:
-            items = self._client(leader.endpoint, conn, steady=True).nodes()
+            members = tuple(Member.of(i) for i in self._client(leader.endpoint, conn, steady=True).nodes())
         except errors.ManagerError:
             return None
         want = {(n.name, n.host_ip) for n in spec.nodes}
-        got = {(i["name"], i["host_ip"]) for i in items}
-        masters = [i["name"] for i in items if i["master"]]
-        if got != want or masters != [leader.name] or not all(i["online"] and i["initialized"] for i in items):
+        got = {(m.name, m.host_ip) for m in members}
+        masters = [m.name for m in members if m.master]
+        if got != want or masters != [leader.name] or not all(m.online and m.initialized for m in members):
             return None
-        members = tuple(Member(i["name"], i["host_ip"], i["online"], i["master"], i["initialized"]) for i in items)
         nodes = {
             m.name: NodeSeen(m.name, NodeKind.MASTER if m.master else NodeKind.REPLICA) for m in members
         }
