@@ -20,6 +20,8 @@ from kubernetes import client
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
+from clusterop.simulator.harness import stop_process
+
 GROUP, VERSION, PLURAL = "cloudify.co", "v1alpha1", "managerclusters"
 REPO = Path(__file__).resolve().parents[2]
 CRD_FILE = REPO / "crds" / "cloudify.co_managerclusters.yaml"
@@ -108,14 +110,7 @@ class OperatorProcess:
     def stop(self, timeout: float = 10.0) -> int | None:
         if self.proc is None:
             return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        return self.proc.returncode
+        return stop_process(self.proc, timeout)
 
     def restart(self) -> OperatorProcess:
         self.stop()

@@ -308,16 +308,6 @@ class TestBed(_ClusterAccess):
         """Whether kube-controller-manager runs (it may be missing from KUBEBUILDER_ASSETS)."""
         return "kube-controller-manager" in self._children
 
-    def rss_bytes(self) -> dict[str, int]:
-        """Resident memory of each running process (from /proc), by name."""
-        out = {}
-        for name, pid in self.pids.items():
-            with contextlib.suppress(OSError):
-                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                    if line.startswith("VmRSS:"):
-                        out[name] = int(line.split()[1]) * 1024
-        return out
-
     # ---- life cycle --------------------------------------------------------------------------------
 
     def __enter__(self) -> TestBed:

@@ -19,6 +19,18 @@ from typing import Any
 import requests
 
 
+def stop_process(proc: subprocess.Popen[Any], timeout: float = 10.0) -> int | None:
+    """SIGTERM, then SIGKILL after `timeout` seconds; returns the exit code."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout)
+    return proc.returncode
+
+
 class SimulatorError(RuntimeError):
     pass
 
@@ -193,16 +205,10 @@ class SimulatorProcess(SimulatorControl):
     def stop(self, timeout: float = 10.0) -> int | None:
         """SIGTERM, then SIGKILL after `timeout` seconds; returns the exit code."""
         self._session.close()
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout)
+        code = stop_process(self.proc, timeout)
         if self.proc.stdout is not None:
             self.proc.stdout.close()
-        return self.proc.returncode
+        return code
 
     def __enter__(self) -> SimulatorProcess:
         return self
