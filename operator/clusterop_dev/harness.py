@@ -280,3 +280,25 @@ class Clusters:
     def events(self, name: str) -> list[dict[str, str | None]]:
         items = self.core.list_namespaced_event(self.ns, field_selector=f"involvedObject.name={name}").items
         return [{"type": e.type, "reason": e.reason, "message": e.message} for e in items]
+
+    def wait_events(
+        self, name: str, pred: Callable[[list[dict[str, str | None]]], bool], timeout: float = 15.0, message: str = ""
+    ) -> list[dict[str, str | None]]:
+        """The object's Events once `pred` holds for them: kopf posts Events asynchronously, so a
+        status that already says something does not mean its Event is there yet."""
+
+        def check() -> list[dict[str, str | None]] | None:
+            found = self.events(name)
+            return found if pred(found) else None
+
+        return wait_for(check, timeout=timeout, message=message or f"Events of {self.ns}/{name}")
+
+    def wait_reasons(self, name: str, *reasons: str, timeout: float = 15.0) -> list[str]:
+        """The reasons of the object's Events, once every one of `reasons` is among them."""
+        found = self.wait_events(
+            name,
+            lambda es: set(reasons) <= {e["reason"] for e in es},
+            timeout=timeout,
+            message=f"Events {', '.join(reasons)} of {self.ns}/{name}",
+        )
+        return [str(e["reason"]) for e in found]

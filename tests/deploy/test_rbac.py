@@ -89,8 +89,7 @@ def test_operator_with_the_service_account_token_forms_a_cluster(
         clusters.wait_ready("generated", timeout=60)
     assert st["nodeSummary"] == "3/3"
     assert "encryptionKey" in (client.CoreV1Api(kube_api).read_namespaced_secret("gen-key", namespace).data or {})
-    reasons = {e["reason"] for e in clusters.events("rbac")}
-    assert {"Bootstrapping", "Joining", "Ready"} <= reasons
+    clusters.wait_reasons("rbac", "Bootstrapping", "Joining", "Ready")
     log = op.log_text()
     # A 403 status or "Forbidden" anywhere; not the digits 403 inside a port such as :40357.
     forbidden = [line for line in log.splitlines() if re.search(r"\b403\b|orbidden", line)]

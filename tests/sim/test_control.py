@@ -87,6 +87,7 @@ def test_clusters_view(fresh: Fresh) -> None:
                 "master": True,
                 "initialized": True,
                 "removed": False,
+                "removed_seq": None,
             },
             {
                 "name": b.name,
@@ -95,6 +96,7 @@ def test_clusters_view(fresh: Fresh) -> None:
                 "master": False,
                 "initialized": True,
                 "removed": False,
+                "removed_seq": None,
             },
         ],
         "settings": {"mode": "x"},

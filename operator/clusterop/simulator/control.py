@@ -166,6 +166,7 @@ class Control:
                     "master": m is master and m.state is NodeState.MASTER,
                     "initialized": m.initialized,
                     "removed": m.state is NodeState.REMOVED,
+                    "removed_seq": m.removed_seq,
                 }
                 for m in cluster.members
             ],

@@ -82,6 +82,7 @@ class Machine:
     pending_error: str | None = None
     fail_next: dict[str, str] = field(default_factory=dict)  # "start"/"join" -> error text
     glitches_left: int = 0
+    removed_seq: int | None = None  # order of removals across the simulator (tests judge "master last")
 
     @property
     def initialized(self) -> bool:
@@ -280,6 +281,7 @@ class Registry:
         machine.op += 1
         was_master = machine.state is NodeState.MASTER
         machine.state = NodeState.REMOVED
+        machine.removed_seq = next(self._seq)
         self.log(machine, "This node was removed from the Cloudify Manager cluster")
         cluster = machine.cluster
         if cluster is None:
