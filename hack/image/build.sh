@@ -8,6 +8,7 @@
 #   3. docker build with a build context streamed from here: the repo's Dockerfile, .dockerignore,
 #      pyproject.toml, README.md, operator/ and that wheels/ folder (so pip in the build is offline).
 # Usage: hack/image/build.sh [IMAGE]   Env: BASE_IMAGE, PY (a python with pip), DOCKER_BUILD_ARGS.
+# Exit 69: no Docker engine (nothing was built).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 IMAGE=${1:-${IMAGE:-cloudify-cluster-operator:dev}}
@@ -20,19 +21,21 @@ say() { echo "image: $*" >&2; }
 docker info >/dev/null 2>&1 || { say "no Docker engine (docker info failed)"; exit 69; }
 [ "$BASE_IMAGE" != "$LOCAL_BASE" ] || CACHE=$CACHE hack/image/base.sh "$BASE_IMAGE"
 
-# One wheelhouse per content of pyproject.toml: a warm build asks no index at all.
-key=$(sha256sum pyproject.toml | cut -c1-16)
-house=$CACHE/wheels-$key
-if [ ! -e "$house/.complete" ]; then
-  say "downloading wheels for cp311-$(uname -m) into $house"
-  rm -rf "$house" && mkdir -p "$house/wheels"
-  mapfile -t deps < <("$PY" - <<'PYEOF'
+# What pip installs in the image: pyproject.toml's build requirements and dependencies.
+mapfile -t deps < <("$PY" - <<'PYEOF'
 import tomllib
 with open("pyproject.toml", "rb") as f:
     project = tomllib.load(f)
 print("\n".join(project["build-system"]["requires"] + project["project"]["dependencies"]))
 PYEOF
 )
+[ "${#deps[@]}" -gt 0 ] || { say "no requirements read from pyproject.toml"; exit 1; }
+# One wheelhouse per list of requirements and architecture: a warm build asks no index at all.
+key=$(printf '%s\n' "$(uname -m)" "${deps[@]}" | sha256sum | cut -c1-16)
+house=$CACHE/wheels-$key
+if [ ! -e "$house/.complete" ]; then
+  say "downloading wheels for cp311-$(uname -m) into $house"
+  rm -rf "$house" && mkdir -p "$house/wheels"
   arch=$(uname -m)
   platforms=()
   for v in 36 35 34 28 27 17; do platforms+=(--platform "manylinux_2_${v}_${arch}"); done
