@@ -92,6 +92,17 @@ def test_deployment_runs_as_the_images_user_and_the_simulator_uses_the_same_imag
     assert sim_container["image"].split(":")[0] == "cloudify-cluster-operator"
 
 
+@pytest.mark.parametrize("overlay", ["deploy/all-namespaces", "deploy/namespaced", "hack/kind"])
+def test_the_pods_name_is_kopfs_identity(overlay: str):
+    """POD_ID from the downward API, as kopf documents: its peering identity otherwise falls back to
+    the passwd entry of the uid (KeyError where there is none)."""
+    (operator,) = [o for o in kustomize(overlay) if o["kind"] == "Deployment"]
+    (c,) = operator["spec"]["template"]["spec"]["containers"]
+    assert [e for e in c["env"] if e["name"] == "POD_ID"] == [
+        {"name": "POD_ID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}
+    ]
+
+
 def test_dockerignore_sends_only_the_package():
     lines = [line for line in (REPO / ".dockerignore").read_text().splitlines() if line and not line.startswith("#")]
     assert lines[0] == "*"
