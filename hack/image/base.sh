@@ -58,8 +58,10 @@ Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 CFG
   # Nothing of this machine goes into the image: the engine provides these files to each container.
   rm -rf "$ROOTFS"/var/lib/apt/lists/* "$ROOTFS"/var/cache/apt/*.bin "$ROOTFS"/var/cache/apt/archives/*.deb \
-    "$ROOTFS"/var/log/* "$ROOTFS"/usr/share/doc/* "$ROOTFS"/usr/share/man/* "$ROOTFS"/usr/share/info/* \
+    "$ROOTFS"/var/log/* "$ROOTFS"/usr/share/man/* "$ROOTFS"/usr/share/info/* \
     "$ROOTFS"/usr/share/locale/* "$ROOTFS"/tmp/* "$ROOTFS"/root/.[!.]* "$ROOTFS"/debootstrap
+  find "$ROOTFS/usr/share/doc" -mindepth 1 ! -type d ! -name copyright -delete  # licences stay, as in slim
+  find "$ROOTFS/usr/share/doc" -mindepth 1 -type d -empty -delete
   : >"$ROOTFS/etc/resolv.conf"
   : >"$ROOTFS/etc/hostname"
   printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n' >"$ROOTFS/etc/hosts"

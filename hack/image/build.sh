@@ -12,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 IMAGE=${1:-${IMAGE:-cloudify-cluster-operator:dev}}
-LOCAL_BASE=cloudify-cluster-operator/debian:bookworm-slim-local
+LOCAL_BASE=${LOCAL_BASE:-cloudify-cluster-operator/debian:bookworm-slim-local}
 BASE_IMAGE=${BASE_IMAGE:-$LOCAL_BASE}
 CACHE=${CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/cloudify-cluster-operator/image}
 PY=${PY:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
