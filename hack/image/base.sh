@@ -9,8 +9,8 @@ set -euo pipefail
 BASE_IMAGE=${1:-${BASE_IMAGE:-cloudify-cluster-operator/debian:bookworm-slim-local}}
 SUITE=${SUITE:-bookworm}
 MIRROR=${MIRROR:-http://deb.debian.org/debian}
-CACHE=${CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/cloudify-cluster-operator/image}
-ROOTFS=$CACHE/rootfs-$SUITE
+IMAGE_CACHE=${IMAGE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/cloudify-cluster-operator/image}
+ROOTFS=$IMAGE_CACHE/rootfs-$SUITE
 
 if docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
   echo "base image $BASE_IMAGE present"
@@ -19,9 +19,9 @@ fi
 command -v debootstrap >/dev/null || { echo "base.sh needs debootstrap (apt-get install debootstrap)" >&2; exit 1; }
 if [ ! -e "$ROOTFS/.complete" ]; then
   echo "debootstrap --variant=minbase $SUITE into $ROOTFS (about a minute) ..."
-  rm -rf "$ROOTFS" && mkdir -p "$CACHE"
-  debootstrap --variant=minbase "$SUITE" "$ROOTFS" "$MIRROR" >"$CACHE/debootstrap.log" 2>&1 \
-    || { tail -20 "$CACHE/debootstrap.log" >&2; exit 1; }
+  rm -rf "$ROOTFS" && mkdir -p "$IMAGE_CACHE"
+  debootstrap --variant=minbase "$SUITE" "$ROOTFS" "$MIRROR" >"$IMAGE_CACHE/debootstrap.log" 2>&1 \
+    || { tail -20 "$IMAGE_CACHE/debootstrap.log" >&2; exit 1; }
   # What the official slim image does: keep docs, man pages and apt's downloads out of every later layer.
   cat >"$ROOTFS/etc/dpkg/dpkg.cfg.d/docker" <<'CFG'
 path-exclude /usr/share/doc/*
