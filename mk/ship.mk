@@ -44,9 +44,14 @@ helm-lint: helm ## helm lint the chart (all-namespaces and namespaced values)
 deploy-check: venv helm controlplane ## Tests of deploy/, the chart, RBAC, Dockerfile and Argo CD Lua (tests/deploy)
 	$(VENV)/bin/pytest tests/deploy -m 'not kind' $(PYTEST_ARGS)
 
+# The base the Dockerfile builds on: made locally from Debian's packages by hack/image/base.sh;
+# BASE_IMAGE=debian:bookworm-slim uses the registry's instead (the Dockerfile's own default).
+BASE_IMAGE ?= cloudify-cluster-operator/debian:bookworm-slim-local
+
 .PHONY: image
-image: ## Build the operator/simulator image (IMAGE=cloudify-cluster-operator:dev) with docker
-	docker build -t $(IMAGE) .
+image: venv ## Build the operator/simulator image (IMAGE=cloudify-cluster-operator:dev) offline; load it into a running node
+	BASE_IMAGE="$(BASE_IMAGE)" PY="$(PY)" hack/image/build.sh $(IMAGE)
+	@if [ -x hack/node/load-image.sh ]; then hack/node/load-image.sh $(IMAGE); fi
 
 .PHONY: e2e-kind
 e2e-kind: venv kind ## kind cluster (Kubernetes 1.37), image, simulator + operator in-cluster, tests/e2e; then delete it

@@ -7,7 +7,8 @@
 # control API, runs tests/e2e with E2E_CLUSTER=kind, dumps logs, events and status when it
 # fails, and deletes the cluster (KEEP_CLUSTER=1 keeps it).
 #
-# Env: KIND (kind binary), IMAGE (cloudify-cluster-operator:dev), PY (python of the venv),
+# Needs a Docker engine that runs --privileged containers (kind's nodes are) and a registry.
+# Env: KIND (kind binary), IMAGE (cloudify-cluster-operator:dev), BASE_IMAGE, PY (python of the venv),
 # KIND_CLUSTER (clusterop-e2e), ARTIFACTS (where dumps go), PYTEST_ARGS. Exit 69: no Docker
 # engine, kind or kubectl (nothing was started).
 set -euo pipefail
@@ -70,7 +71,9 @@ say "creating kind cluster $CLUSTER"
 "$KIND" create cluster --name "$CLUSTER" --config hack/kind/cluster.yaml --wait 180s --kubeconfig "$KUBECONFIG_FILE"
 
 say "building $IMAGE and loading it into the node"
-docker build -t "$IMAGE" .
+# Where kind runs there is a registry: the Dockerfile's own base (debian:bookworm-slim) and PyPI.
+# BASE_IMAGE overrides the base (e.g. a mirror, or a digest-pinned one).
+docker build ${BASE_IMAGE:+--build-arg "BASE_IMAGE=$BASE_IMAGE"} -t "$IMAGE" .
 "$KIND" load docker-image "$IMAGE" --name "$CLUSTER"
 
 say "deploying the operator (hack/kind) and the simulator (deploy/simulator)"

@@ -49,8 +49,9 @@ def _kustomize_normalized(objs: list[Obj]) -> list[Obj]:
         if o["kind"] != "Deployment":
             continue
         for c in o["spec"]["template"]["spec"]["containers"]:
-            env = {e["name"]: e["value"] for e in c.pop("env", [])}
+            env = {e["name"]: e["value"] for e in c.get("env", []) if "value" in e}
             c["args"] = [re.sub(r"\$\((\w+)\)", lambda m: env[m.group(1)], a) for a in c["args"]]  # noqa: B023
+            c["env"] = [e for e in c.get("env", []) if "value" not in e]
     return out
 
 

@@ -118,8 +118,8 @@ def test_namespaced_overlay_follows_the_rolebinding_namespace(tmp_path: Path):
     rbac = tmp_path / "deploy" / "namespaced" / "watched_namespace_rbac.yaml"
     rbac.write_text(rbac.read_text().replace(f"namespace: {WATCHED_NS}\n", "namespace: team-a\n"))
     objs = kustomize(tmp_path / "deploy" / "namespaced")
-    env = {e["name"]: e["value"] for e in container(objs)["env"]}
-    assert env == {"WATCH_NAMESPACE": "team-a"}
+    env = {e["name"]: e.get("value", e.get("valueFrom")) for e in container(objs)["env"]}
+    assert env == {"WATCH_NAMESPACE": "team-a", "POD_ID": {"fieldRef": {"fieldPath": "metadata.name"}}}
     assert "--namespace=$(WATCH_NAMESPACE)" in container(objs)["args"]
     bound = {(o["kind"], o["metadata"]["namespace"]) for o in objs if o["kind"] in ("Role", "RoleBinding")}
     assert bound == {("Role", "team-a"), ("RoleBinding", "team-a")}
