@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make e2e-node`: tests/e2e (E2E_CLUSTER=node, the suite's in-cluster mode) and tests/node against
+# `make e2e-node`: tests/e2e (E2E_CLUSTER=node, the suite's in-cluster mode, with tests/e2e/node) against
 # the operator and the simulator running as pods on the local node (make cluster-up).
 #
 # Starts the cluster unless one runs (and then stops it again), builds the image (make image)
@@ -84,11 +84,11 @@ pf_pid=$!
 for _ in $(seq 1 60); do curl -fsS "http://127.0.0.1:$port/control/health" >/dev/null 2>&1 && break; sleep 0.5; done
 curl -fsS "http://127.0.0.1:$port/control/health" >/dev/null
 
-say "running tests/e2e and tests/node against the node"
+say "running tests/e2e (with tests/e2e/node) against the node"
 # shellcheck disable=SC2086
 E2E_CLUSTER=node \
 E2E_SIM_CONTROL="http://127.0.0.1:$port/control" \
 E2E_SIM_NAMESPACE="$SIM_NS" \
 E2E_OPERATOR_NAMESPACE="$OPERATOR_NS" \
 E2E_IMAGE="$IMAGE" \
-  "$PY" -m pytest tests/e2e tests/node -p no:cacheprovider ${PYTEST_ARGS:-}
+  "$PY" -m pytest tests/e2e -p no:cacheprovider ${PYTEST_ARGS:-}
