@@ -33,7 +33,8 @@ image() {  # image TAG DOCKERFILE BINARY NAME_IN_IMAGE
   say "building image $tag"
   ctx=$(mktemp -d)
   cp "$binary" "$ctx/$name"
-  docker build -q -t "$tag" -f "$dockerfile" "$ctx" >/dev/null
+  docker build -q -t "$tag" -f "$dockerfile" "$ctx" >"$ctx.log" 2>&1 || { cat "$ctx.log" >&2; exit 1; }
+  rm -f "$ctx.log"
   rm -rf "$ctx"
 }
 image "$COREDNS_IMAGE" "$here/images/coredns.Dockerfile" "$cache/coredns-$COREDNS_VERSION" coredns
