@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Builds (or reuses) etcd, kube-apiserver and kube-controller-manager for the pinned versions
 # into a per-version cache outside the repository, and prints that folder on stdout.
+# Arguments name other binaries of the same wrapper module instead (hack/node/build.sh asks for
+# kubelet kube-scheduler kube-proxy).
 #
 # KUBEBUILDER_ASSETS (a folder with etcd and kube-apiserver, as setup-envtest lays it out)
 # wins when set: nothing is built. Progress goes to stderr.
@@ -9,7 +11,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=versions.env
 . "$here/versions.env"
 
-if [ -n "${KUBEBUILDER_ASSETS:-}" ]; then
+if [ -n "${KUBEBUILDER_ASSETS:-}" ] && [ $# -eq 0 ]; then
   for b in etcd kube-apiserver; do
     [ -x "$KUBEBUILDER_ASSETS/$b" ] || { echo "KUBEBUILDER_ASSETS=$KUBEBUILDER_ASSETS has no executable $b" >&2; exit 1; }
   done
@@ -18,7 +20,8 @@ if [ -n "${KUBEBUILDER_ASSETS:-}" ]; then
 fi
 
 out="${CONTROLPLANE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/cloudify-cluster-operator/controlplane}/${K8S_VERSION}"
-bins=(etcd kube-apiserver kube-controller-manager)
+bins=("$@")
+[ ${#bins[@]} -gt 0 ] || bins=(etcd kube-apiserver kube-controller-manager)
 missing=()
 for b in "${bins[@]}"; do [ -x "$out/$b" ] || missing+=("$b"); done
 if [ ${#missing[@]} -eq 0 ]; then echo "$out"; exit 0; fi

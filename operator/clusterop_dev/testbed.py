@@ -472,7 +472,7 @@ class TestBed(_ClusterAccess):
             "subjectKeyIdentifier = hash\n"
             "[serving]\nbasicConstraints = critical,CA:FALSE\n"
             "keyUsage = critical,digitalSignature,keyEncipherment\nextendedKeyUsage = serverAuth\n"
-            "subjectAltName = IP:127.0.0.1,DNS:localhost\nauthorityKeyIdentifier = keyid\n"
+            f"subjectAltName = {self._serving_alt_names()}\nauthorityKeyIdentifier = keyid\n"
             "[client]\nbasicConstraints = critical,CA:FALSE\n"
             "keyUsage = critical,digitalSignature,keyEncipherment\nextendedKeyUsage = clientAuth\n"
             "authorityKeyIdentifier = keyid\n"
@@ -488,21 +488,28 @@ class TestBed(_ClusterAccess):
                 "req", "-x509", "-new", "-config", "openssl.cnf", "-extensions", "ca", "-key", "ca.key",
                 "-subj", "/CN=clusterop-testbed-ca", "-days", "3650", "-out", "ca.crt",
             )  # fmt: skip
-            for name, subject, extensions in (
-                ("serving", "/CN=kube-apiserver", "serving"),
-                ("admin", f"/O=system:masters/CN={ADMIN_USER}", "client"),
-            ):
-                self._openssl(
-                    "req", "-new", "-config", "openssl.cnf", "-key", f"{name}.key", "-subj", subject,
-                    "-out", f"{name}.csr",
-                )  # fmt: skip
-                self._openssl(
-                    "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-                    "-set_serial", str(secrets.randbits(63)), "-days", "3650",
-                    "-extfile", "openssl.cnf", "-extensions", extensions, "-out", f"{name}.crt",
-                )  # fmt: skip
+            self._issue("serving", "/CN=kube-apiserver", "serving")
+            self._issue("admin", f"/O=system:masters/CN={ADMIN_USER}", "client")
         finally:
             os.umask(old_umask)
+
+    def _serving_alt_names(self) -> str:
+        """The subjectAltName of the apiserver's serving certificate (openssl syntax)."""
+        return "IP:127.0.0.1,DNS:localhost"
+
+    def _issue(self, name: str, subject: str, extensions: str) -> None:
+        """NAME.crt for the existing key NAME.key, signed by the test bed's CA (extensions: a
+        section of openssl.cnf, "serving" or "client")."""
+        if not (self.dir / f"{name}.key").exists():
+            self._openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", f"{name}.key")
+        self._openssl(
+            "req", "-new", "-config", "openssl.cnf", "-key", f"{name}.key", "-subj", subject, "-out", f"{name}.csr",
+        )  # fmt: skip
+        self._openssl(
+            "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+            "-set_serial", str(secrets.randbits(63)), "-days", "3650",
+            "-extfile", "openssl.cnf", "-extensions", extensions, "-out", f"{name}.crt",
+        )  # fmt: skip
 
     def _write_admin_kubeconfig(self) -> None:
         user = {"client-certificate-data": _b64(self.client_cert), "client-key-data": _b64(self.client_key)}

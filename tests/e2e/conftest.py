@@ -1,5 +1,9 @@
 """E2E fixtures: the simulator over real HTTP, the CRD on the control plane, and the operator as a
-separate process watching only the test's namespace (so tests that kill it stay isolated)."""
+separate process watching only the test's namespace (so tests that kill it stay isolated).
+
+One suite, a switch: E2E_CLUSTER=kind (make e2e-kind) or E2E_CLUSTER=node (make e2e-node, the
+local real node) runs it against the operator and the simulator as pods instead; tests/e2e/node
+adds what only a real node can show and is collected in the node mode only."""
 
 from __future__ import annotations
 
@@ -19,8 +23,8 @@ from clusterop_dev.testbed import Cluster
 
 @pytest.fixture(scope="session")
 def sim(testbed: Cluster) -> Iterator[SimulatorControl]:
-    """One simulator for the session; every test takes fresh machines from it. On kind it is the
-    in-cluster simulator (deploy/simulator), reached at E2E_SIM_CONTROL (a port-forward)."""
+    """One simulator for the session; every test takes fresh machines from it. In-cluster (kind, the
+    local node) it is the simulator pod (deploy/simulator), reached at E2E_SIM_CONTROL (a port-forward)."""
     if testbed.kind:
         control = os.environ.get("E2E_SIM_CONTROL")
         if not control:
@@ -37,7 +41,6 @@ def sim(testbed: Cluster) -> Iterator[SimulatorControl]:
 def machines(sim: SimulatorProcess) -> Callable[[int], list[dict[str, Any]]]:
     """Fresh, uninitialized simulated managers: machines(3)."""
     return sim.add_machines
-
 
 
 @pytest.fixture
@@ -95,5 +98,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 def local_operator(operator: OperatorProcess | InClusterOperator) -> OperatorProcess:
     """For tests that kill, restart or reconfigure the operator process."""
     if not isinstance(operator, OperatorProcess):
-        pytest.skip("kind: the operator runs in-cluster and cannot be killed from the test")
+        where = os.environ.get("E2E_CLUSTER", "kind")
+        pytest.skip(f"{where}: the operator runs in-cluster (tests/e2e/node kills and restarts its pod instead)")
     return operator

@@ -1,0 +1,3 @@
+module cloudify-cluster-operator/pause
+
+go 1.26.0
