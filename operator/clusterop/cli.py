@@ -11,6 +11,7 @@ import asyncio
 import logging
 import signal
 import sys
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -144,8 +145,14 @@ def main(argv: list[str] | None = None) -> int:
             ),
         )
     manager_session, steady_session = make_session(pool_hosts=1024), make_session(pool_hosts=65536)
-    for session in (manager_session, steady_session):  # the managers' access logs say which instance wrote
-        session.headers["User-Agent"] = f"cloudify-cluster-operator ({identity})"
+
+    def agent(term: int | None = None) -> None:
+        """The managers' access logs say which instance wrote, and in which leader term."""
+        tag = identity if term is None else f"{identity}; term {term}"
+        for session in (manager_session, steady_session):
+            session.headers["User-Agent"] = f"cloudify-cluster-operator ({tag})"
+
+    agent()
     fanout = ThreadPoolExecutor(max_workers=max(8, args.workers * 3), thread_name_prefix="manager")
     passes = ThreadPoolExecutor(max_workers=args.workers, thread_name_prefix="pass")
     reconciler = Reconciler(
@@ -206,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.metrics_port:
             metrics.serve(args.metrics_port, args.metrics_addr)
         if elector is not None:
-            _start_election(elector, runtime, stop_flag)
+            _start_election(elector, runtime, stop_flag, agent)
 
     log.info(
         "Starting operator namespaces=%s resync=%ss workers=%d watch_secrets=%s",
@@ -236,13 +243,17 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _start_election(elector: Elector, runtime: handlers.Runtime, stop_flag: asyncio.Event | None) -> None:
+def _start_election(
+    elector: Elector, runtime: handlers.Runtime, stop_flag: asyncio.Event | None, agent: Callable[[int], None]
+) -> None:
     """In kopf's loop: the leading flag the object loops wait on, the elector's thread, and
     SIGTERM/SIGINT handlers that stop writing and release the Lease first, then stop kopf."""
     loop = asyncio.get_running_loop()
     leading = runtime.leading = asyncio.Event()
 
     def changed(now_leading: bool) -> None:
+        if now_leading:
+            agent(elector.term)  # before any pass of this term can run
         loop.call_soon_threadsafe(leading.set if now_leading else leading.clear)
 
     elector.on_change = changed

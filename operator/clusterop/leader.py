@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from . import metrics
 from .kube import ConflictError, Kube
 
 log = logging.getLogger("clusterop.leader")
@@ -88,6 +89,9 @@ class Elector:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self.renewals = 0  # successful updates of the Lease (acquires included)
+        #: leaseTransitions when this process last acquired the Lease: grows with every
+        #: acquisition, so it orders terms (a fencing token the managers' request log can show)
+        self.term = -1
 
     # -- the fence ----------------------------------------------------------------------------
 
@@ -106,10 +110,12 @@ class Elector:
         started = self.clock()
         now = _micro_time(self.wall())
         try:
+            metrics.LEASE_REQUESTS.labels("get").inc()
             lease = self.kube.lease(c.namespace, c.name)
             if lease is None:
+                metrics.LEASE_REQUESTS.labels("create").inc()
                 self.kube.create_lease(c.namespace, self._body(None, now, now, 0))
-                self._won(started)
+                self._won(started, 0)
                 return True
             spec = lease.get("spec") or {}
             holder = str(spec.get("holderIdentity") or "")
@@ -122,15 +128,16 @@ class Elector:
                 return False
             if holder == c.identity and self._leading:
                 acquired, transitions = spec.get("acquireTime") or now, int(spec.get("leaseTransitions") or 0)
-            else:
-                acquired, transitions = now, int(spec.get("leaseTransitions") or 0) + (1 if holder else 0)
+            else:  # a new term, even when this process held it before it stepped down
+                acquired, transitions = now, int(spec.get("leaseTransitions") or 0) + 1
+            metrics.LEASE_REQUESTS.labels("update").inc()
             self.kube.update_lease(c.namespace, c.name, self._body(lease, acquired, now, transitions))
         except ConflictError:
             return False  # someone else wrote the Lease first
         except Exception as e:  # apiserver away, timeout: not renewed this time
             log.info("Lease update failed lease=%s/%s error=%s", c.namespace, c.name, type(e).__name__)
             return False
-        self._won(started)
+        self._won(started, transitions)
         return True
 
     def _body(self, lease: dict[str, Any] | None, acquired: str, renewed: str, transitions: int) -> dict[str, Any]:
@@ -151,14 +158,20 @@ class Elector:
             },
         }
 
-    def _won(self, started: float) -> None:
+    def _won(self, started: float, transitions: int) -> None:
         self.renewals += 1
         self._renewed = started
         self._observed = None  # our own write changed the record
         if not self._leading:
+            self.term = transitions
             self._leading = True
+            metrics.LEADING.set(1)
             log.info(
-                "Became leader lease=%s/%s identity=%s", self.config.namespace, self.config.name, self.config.identity
+                "Became leader lease=%s/%s identity=%s term=%d",
+                self.config.namespace,
+                self.config.name,
+                self.config.identity,
+                transitions,
             )
             if self.on_change:
                 self.on_change(True)
@@ -166,6 +179,7 @@ class Elector:
     def _step_down(self, why: str) -> None:
         if self._leading:
             self._leading = False
+            metrics.LEADING.set(0)
             log.warning("Stopped leading lease=%s/%s: %s", self.config.namespace, self.config.name, why)
             if self.on_change:
                 self.on_change(False)
@@ -209,6 +223,7 @@ class Elector:
                     return
                 spec = dict(lease.get("spec") or {})
                 spec.update(holderIdentity="", leaseDurationSeconds=1, renewTime=_micro_time(self.wall()))
+                metrics.LEASE_REQUESTS.labels("update").inc()
                 self.kube.update_lease(c.namespace, c.name, {**lease, "spec": spec})
                 log.info("Released lease=%s/%s identity=%s", c.namespace, c.name, c.identity)
             except Exception as e:

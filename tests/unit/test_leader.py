@@ -42,6 +42,7 @@ def test_first_candidate_creates_the_lease_and_the_other_waits_for_it_to_expire(
     clock.now += 0.2
     assert b.try_acquire_or_renew() and b.holds()
     assert lease(kube)["holderIdentity"] == "b" and lease(kube)["leaseTransitions"] == 1
+    assert (a.term, b.term) == (0, 1)  # terms order the leaders (the managers' log shows them)
 
 
 def test_renewals_keep_the_lease_and_the_fence_follows_the_last_renew() -> None:
@@ -76,7 +77,11 @@ def test_two_candidates_at_the_same_instant_only_one_wins() -> None:
     kube, clock = FakeKube(), Clock()
     a, b = elector(kube, clock, "a"), elector(kube, clock, "b")
     # b reads "no lease" too, but a's create lands first: b's create conflicts.
-    kube.before_write = lambda: setattr(kube, "before_write", None) or a.try_acquire_or_renew()
+    def a_first() -> None:
+        kube.before_write = None
+        a.try_acquire_or_renew()
+
+    kube.before_write = a_first
     assert not b.try_acquire_or_renew()
     assert a.holds() and not b.leading
     assert lease(kube)["holderIdentity"] == "a"
@@ -91,6 +96,7 @@ def test_release_hands_over_at_once() -> None:
     assert not a.holds() and not a.leading
     assert lease(kube)["holderIdentity"] == "" and lease(kube)["leaseDurationSeconds"] == 1
     assert b.try_acquire_or_renew() and b.holds()
+    assert b.term == 1 and lease(kube)["leaseTransitions"] == 1  # a released Lease starts a new term too
 
 
 def test_apiserver_away_counts_against_the_deadline() -> None:
