@@ -183,7 +183,10 @@ def main(argv: list[str] | None = None) -> int:
         api_connections=32 + 4 * max(1, len(args.namespace)),
         elector=elector,
     )
-    stop_flag: asyncio.Event | None = asyncio.Event() if elector is not None else None
+    stop_flag: asyncio.Event | None = None
+    if elector is not None:
+        stop_flag = asyncio.Event()
+        runtime.leading = asyncio.Event()  # before kopf starts any loop: nobody leads yet
 
     @kopf.on.startup()
     async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
@@ -249,7 +252,8 @@ def _start_election(
     """In kopf's loop: the leading flag the object loops wait on, the elector's thread, and
     SIGTERM/SIGINT handlers that stop writing and release the Lease first, then stop kopf."""
     loop = asyncio.get_running_loop()
-    leading = runtime.leading = asyncio.Event()
+    leading = runtime.leading
+    assert leading is not None
 
     def changed(now_leading: bool) -> None:
         if now_leading:
@@ -265,8 +269,13 @@ def _start_election(
         if stop_flag is not None:
             stop_flag.set()
 
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, terminate, sig)
+    def install() -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, terminate, sig)
+
+    # After kopf's own handlers, which it installs right after its startup tasks began (ours
+    # replace them and set kopf's stop flag themselves).
+    loop.call_later(0.1, install)
     elector.start()
 
 

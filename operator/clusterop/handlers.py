@@ -9,6 +9,7 @@ object are serialized by construction. Nothing here writes `spec`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import functools
 import logging
@@ -288,7 +289,9 @@ async def delete(body: kopf.Body, memo: kopf.Memo, retry: int, runtime: datetime
             await loop.run_in_executor(shared.passes, shared.kube.cluster, *key)
         except NotFoundError:
             return
-        await shared.wait_leading()
+        assert shared.leading is not None
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(shared.leading.wait(), timeout=1.0)
     state: ObjectState = memo.get("state") or ObjectState()
     lock: asyncio.Lock = memo.get("lock") or asyncio.Lock()
     memo.state, memo.lock = state, lock
