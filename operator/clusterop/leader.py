@@ -124,6 +124,8 @@ class Elector:
                 self._observed, self._observed_at = record, started
             held_by_other = holder and holder != c.identity
             duration = float(spec.get("leaseDurationSeconds") or c.lease_duration)
+            if held_by_other and self._leading:
+                self._step_down(f"the lease is held by {holder}")  # taken over while this one was away
             if held_by_other and started - self._observed_at < duration:
                 return False
             if holder == c.identity and self._leading:

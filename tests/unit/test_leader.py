@@ -70,7 +70,7 @@ def test_a_renew_that_lost_the_race_is_not_a_renew() -> None:
     clock.now += 0.1
     assert not a.try_acquire_or_renew()  # a resumes: the Lease is b's now, a gets nothing
     assert lease(kube)["holderIdentity"] == "b"
-    assert not a.holds()
+    assert not a.holds() and not a.leading  # and a steps down at once on seeing it
 
 
 def test_two_candidates_at_the_same_instant_only_one_wins() -> None:
