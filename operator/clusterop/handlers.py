@@ -201,6 +201,8 @@ async def _run_pass(
             )
             state.last_status = dict(written.get("status") or {})
             state.resource_version = str(written["metadata"].get("resourceVersion") or "") or None
+        if state.problems_seen is not None:  # the pass's status landed: its Events are posted below
+            state.last_problems, state.problems_seen = state.problems_seen, None
     except NotFoundError:
         return None  # deleted meanwhile; the daemon is being stopped
     except ConflictError:

@@ -34,6 +34,7 @@ from .model import (
     WRITES,
     Action,
     ClusterSpec,
+    Configure,
     Event,
     LogLine,
     Member,
@@ -71,14 +72,15 @@ class ObjectState:
     streak: int = 0  # consecutive passes waiting on something
     last_status: dict[str, Any] | None = None  # status at `resource_version`, as last read or written
     resource_version: str | None = None
-    last_problems: frozenset[str] = frozenset()
+    last_problems: frozenset[str] = frozenset()  # problems whose Events were posted
+    problems_seen: frozenset[str] | None = None  # the last pass's, until its write lands
     #: what the last steady pass saw, and the resourceVersion at which status was right; the same
     #: again needs no status work (any edit of status, by anyone, changes the resourceVersion)
     steady_key: Any = None
 
     def forget(self) -> None:
         """Read the object again before the next pass (a write conflicted, or leadership changed)."""
-        self.last_status, self.resource_version, self.steady_key = None, None, None
+        self.last_status, self.resource_version, self.steady_key, self.problems_seen = None, None, None, None
 
 
 @dataclass(frozen=True)
@@ -171,7 +173,11 @@ class Reconciler:
             events.append(Event("Normal", "Ready", f"All {len(spec.nodes)} nodes are members and online"))
         requeue = self._pace(state, desired, executed, actions)
         patch = status.merge_patch(previous, desired)
-        if written is not None:
+        if written is not None and isinstance(executed or first, Configure):
+            # A config PATCH's outcome is known at once: write it on top of the intent.
+            patch = status.merge_patch(written, desired)
+            written = None if patch else written
+        elif written is not None:
             # The intent written before the request is this pass's status write; the next pass, a
             # moment later, observes the outcome and writes the rest.
             patch = {}
@@ -391,7 +397,7 @@ class Reconciler:
         degraded = next((c for c in desired["conditions"] if c["type"] == "Degraded"), None)
         messages = frozenset((desired.get("error") or "").split("; ")) - {""}
         new = messages - state.last_problems
-        state.last_problems = messages
+        state.problems_seen = messages  # committed once this pass's status write landed
         if not new or degraded is None:
             return []
         kind = "Normal" if spec.paused else "Warning"
