@@ -14,6 +14,7 @@ import os
 import random
 import signal
 import sys
+import threading
 from dataclasses import dataclass
 
 
@@ -54,4 +55,9 @@ def hit(name: str) -> None:
         suffix = " action=stop" if point.action == "stop" else ""
         sys.stderr.write(f"FAILPOINT fired point={name}{suffix}\n")
         sys.stderr.flush()
-        os.kill(os.getpid(), signal.SIGSTOP if point.action == "stop" else signal.SIGKILL)
+        if point.action == "stop":
+            # Directed at this thread, so it stops right here (a signal to the process may be
+            # taken by another thread while this one runs on for a moment).
+            signal.pthread_kill(threading.get_ident(), signal.SIGSTOP)
+        else:
+            os.kill(os.getpid(), signal.SIGKILL)

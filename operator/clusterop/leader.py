@@ -101,7 +101,9 @@ class Elector:
 
     def holds(self) -> bool:
         """True while this process may write: leading and renewed less than renew_deadline ago."""
-        return self._leading and self.clock() - self._renewed < self.config.renew_deadline
+        ok = self._leading and self.clock() - self._renewed < self.config.renew_deadline
+        log.debug("Fence checked leading=%s since_renew=%.3f ok=%s", self._leading, self.clock() - self._renewed, ok)
+        return ok
 
     # -- one step, as client-go's tryAcquireOrRenew -------------------------------------------
 
