@@ -126,8 +126,17 @@ def test_namespaced_overlay_follows_the_rolebinding_namespace(tmp_path: Path):
     env = {e["name"]: e["value"] for e in container(objs)["env"]}
     assert env == {"WATCH_NAMESPACE": "team-a"}
     assert "--namespace=$(WATCH_NAMESPACE)" in container(objs)["args"]
-    bound = {(o["kind"], o["metadata"]["namespace"]) for o in objs if o["kind"] in ("Role", "RoleBinding")}
+    bound = {
+        (o["kind"], o["metadata"]["namespace"])
+        for o in objs
+        if o["kind"] in ("Role", "RoleBinding") and not o["metadata"]["name"].endswith("-leader-election")
+    }
     assert bound == {("Role", "team-a"), ("RoleBinding", "team-a")}
+    # The leader-election Lease stays in the operator's own namespace.
+    lease_rbac = {
+        (o["kind"], o["metadata"]["namespace"]) for o in objs if o["metadata"]["name"].endswith("-leader-election")
+    }
+    assert lease_rbac == {("Role", OPERATOR_NS), ("RoleBinding", OPERATOR_NS)}
 
 
 def test_namespaced_overlay_binds_nothing_cluster_wide_but_discovery():
