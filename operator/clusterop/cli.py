@@ -7,8 +7,11 @@ installs nothing into the cluster: the CRD comes from crds/ (or the Helm chart).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
+import signal
 import sys
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -18,6 +21,7 @@ import urllib3
 from . import handlers, memory, metrics, redact
 from .client import make_session
 from .kube import Kube
+from .leader import Elector, LeaseConfig, default_identity, default_namespace
 from .reconciler import Reconciler, Settings
 
 log = logging.getLogger("clusterop.cli")
@@ -67,7 +71,34 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "or when the managers refuse the credentials)",
     )
     p.add_argument("--delete-timeout", type=float, default=300.0, help="give up removing nodes on delete after this")
-    return p.parse_args(argv)
+    le = p.add_argument_group("leader election (a coordination.k8s.io/v1 Lease, as client-go does it)")
+    le.add_argument(
+        "--leader-elect",
+        action="store_true",
+        help="only the holder of the Lease runs passes and writes to managers (run several replicas safely)",
+    )
+    le.add_argument("--leader-elect-lease-duration", type=float, default=15.0, help="seconds a Lease is valid")
+    le.add_argument(
+        "--leader-elect-renew-deadline", type=float, default=10.0, help="stop leading after failing to renew this long"
+    )
+    le.add_argument(
+        "--leader-elect-retry-period", type=float, default=2.0, help="seconds between tries to acquire or renew"
+    )
+    le.add_argument("--leader-elect-lease-name", default="cloudify-cluster-operator", help="the Lease's name")
+    le.add_argument(
+        "--leader-elect-lease-namespace",
+        default=None,
+        help="the Lease's namespace (default: POD_NAMESPACE, the pod's own namespace, or default)",
+    )
+    le.add_argument(
+        "--leader-elect-identity", default=None, help="holder identity (default: POD_ID or host_pid_random)"
+    )
+    args = p.parse_args(argv)
+    if args.leader_elect and not (
+        args.leader_elect_lease_duration > args.leader_elect_renew_deadline > args.leader_elect_retry_period > 0
+    ):
+        p.error("leader election needs lease duration > renew deadline > retry period > 0")
+    return args
 
 
 def configure_logging(level: str, fmt: str) -> None:
@@ -98,14 +129,38 @@ def main(argv: list[str] | None = None) -> int:
     memory.limit_arenas()
     memory.trim_every(10.0)
     kube = Kube.from_env(secret_max_age=args.secret_cache_seconds)
+    identity = args.leader_elect_identity or default_identity()
+    elector: Elector | None = None
+    if args.leader_elect:
+        # Its own client: renewals never queue behind passes in the shared connection pool.
+        elector = Elector(
+            Kube.from_env(secret_max_age=args.secret_cache_seconds),
+            LeaseConfig(
+                name=args.leader_elect_lease_name,
+                namespace=args.leader_elect_lease_namespace or default_namespace(),
+                identity=identity,
+                lease_duration=args.leader_elect_lease_duration,
+                renew_deadline=args.leader_elect_renew_deadline,
+                retry_period=args.leader_elect_retry_period,
+            ),
+        )
+    manager_session, steady_session = make_session(pool_hosts=1024), make_session(pool_hosts=65536)
+
+    def agent(term: int | None = None) -> None:
+        """The managers' access logs say which instance wrote, and in which leader term."""
+        tag = identity if term is None else f"{identity}; term {term}"
+        for session in (manager_session, steady_session):
+            session.headers["User-Agent"] = f"cloudify-cluster-operator ({tag})"
+
+    agent()
     fanout = ThreadPoolExecutor(max_workers=max(8, args.workers * 3), thread_name_prefix="manager")
     passes = ThreadPoolExecutor(max_workers=args.workers, thread_name_prefix="pass")
     reconciler = Reconciler(
         kube=kube,
         # Connections stay open to every cluster's leader, asked once per resync; those used only
         # while a cluster changes share a small LRU. Memory grows with clusters, not with nodes.
-        session=make_session(pool_hosts=1024),
-        steady_session=make_session(pool_hosts=65536),
+        session=manager_session,
+        steady_session=steady_session,
         pool=fanout,
         settings=Settings(
             resync_seconds=args.resync_seconds,
@@ -115,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
             fast_first=0.05,
         ),
         observer=metrics.observe_request,
+        fence=elector.holds if elector is not None else (lambda: True),
     )
     runtime = handlers.Runtime(
         reconciler=reconciler,
@@ -125,10 +181,15 @@ def main(argv: list[str] | None = None) -> int:
         stall_after=args.stall_seconds or max(120.0, 4 * args.resync_seconds),
         # one watch stream per resource (ManagerClusters, Secrets, ConfigMaps, peering) and namespace
         api_connections=32 + 4 * max(1, len(args.namespace)),
+        elector=elector,
     )
+    stop_flag: asyncio.Event | None = None
+    if elector is not None:
+        stop_flag = asyncio.Event()
+        runtime.leading = asyncio.Event()  # before kopf starts any loop: nobody leads yet
 
     @kopf.on.startup()
-    def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+    async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         settings.persistence.finalizer = "cloudify.co/finalizer"
         settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="cloudify.co")
         settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
@@ -154,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
             settings.peering.mandatory = True
         if args.metrics_port:
             metrics.serve(args.metrics_port, args.metrics_addr)
+        if elector is not None:
+            _start_election(elector, runtime, stop_flag, agent)
 
     log.info(
         "Starting operator namespaces=%s resync=%ss workers=%d watch_secrets=%s",
@@ -171,13 +234,49 @@ def main(argv: list[str] | None = None) -> int:
             priority=args.priority,
             liveness_endpoint=args.liveness or None,
             memo=kopf.Memo(runtime=runtime),
+            stop_flag=stop_flag,
         )
     except KeyboardInterrupt:
         pass
     finally:
+        if elector is not None:
+            elector.release()
         passes.shutdown(wait=False, cancel_futures=True)
         fanout.shutdown(wait=False, cancel_futures=True)
     return 0
+
+
+def _start_election(
+    elector: Elector, runtime: handlers.Runtime, stop_flag: asyncio.Event | None, agent: Callable[[int], None]
+) -> None:
+    """In kopf's loop: the leading flag the object loops wait on, the elector's thread, and
+    SIGTERM/SIGINT handlers that stop writing and release the Lease first, then stop kopf."""
+    loop = asyncio.get_running_loop()
+    leading = runtime.leading
+    assert leading is not None
+
+    def changed(now_leading: bool) -> None:
+        if now_leading:
+            agent(elector.term)  # before any pass of this term can run
+        loop.call_soon_threadsafe(leading.set if now_leading else leading.clear)
+
+    elector.on_change = changed
+
+    def terminate(signum: int) -> None:
+        log.info("Stopping signal=%s: releasing the lease", signal.Signals(signum).name)
+        leading.clear()
+        elector.release()  # a few ms: the successor takes over on its next try
+        if stop_flag is not None:
+            stop_flag.set()
+
+    def install() -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, terminate, sig)
+
+    # After kopf's own handlers, which it installs right after its startup tasks began (ours
+    # replace them and set kopf's stop flag themselves).
+    loop.call_later(0.1, install)
+    elector.start()
 
 
 if __name__ == "__main__":

@@ -9,7 +9,9 @@ object are serialized by construction. Nothing here writes `spec`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
+import functools
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -19,10 +21,11 @@ from typing import Any
 import aiohttp
 import kopf
 
-from . import metrics
-from .kube import Kube, NotFoundError
+from . import metrics, status
+from .kube import ConflictError, Kube, NotFoundError
+from .leader import Elector
 from .model import GROUP, PAUSE_ANNOTATION, PLURAL, VERSION
-from .reconciler import ObjectState, Reconciler
+from .reconciler import ObjectState, Outcome, Reconciler
 
 log = logging.getLogger("clusterop.handlers")
 RESOURCE = (GROUP, VERSION, PLURAL)
@@ -44,6 +47,25 @@ class Runtime:
     stall_after: float = 120.0
     #: connections to the apiserver kopf may hold at once (watch streams included)
     api_connections: int = 48
+    #: leader election (--leader-elect); None: this process always leads
+    elector: Elector | None = None
+    #: set while this process leads (always, without an elector); made in kopf's loop at startup
+    leading: asyncio.Event | None = None
+
+    def is_leading(self) -> bool:
+        return self.leading is None or self.leading.is_set()
+
+    async def wait_leading(self, stopped: Any = None) -> bool:
+        """Until this process leads (True) or `stopped` / the loop's end (False)."""
+        while not self.is_leading():
+            if stopped is not None and stopped:
+                return False
+            assert self.leading is not None
+            try:
+                await asyncio.wait_for(self.leading.wait(), timeout=1.0)
+            except TimeoutError:
+                pass
+        return True
 
 
 @kopf.on.login()
@@ -110,14 +132,23 @@ async def reconcile_loop(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonS
     wake = asyncio.Event()
     memo.wake = wake
     memo.signature = _signature(body)
-    state = ObjectState()
+    state = memo.state = ObjectState()
+    lock = memo.lock = asyncio.Lock()  # orders a deletion's pass after any pass in flight
     refs: set[tuple[str, str]] = set()
     try:
         while not stopped and not body.metadata.get("deletionTimestamp"):
+            if not runtime.is_leading():
+                # Only the Lease's holder runs passes; a new leader reads every object afresh.
+                runtime.last_pass[key] = time.monotonic()
+                if not await runtime.wait_leading(stopped):
+                    break
+                state.forget()
+                continue
             wake.clear()
             refs = _track_secrets(runtime, key[0], body, wake, refs)
             started = time.monotonic()
-            delay = await _one_pass(runtime, loop, body, state, key)
+            async with lock:
+                delay = await _one_pass(runtime, loop, body, state, key)
             metrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
             runtime.last_pass[key] = time.monotonic()
             try:
@@ -132,29 +163,59 @@ async def reconcile_loop(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonS
 
 
 async def _one_pass(
-    runtime: Runtime, loop: asyncio.AbstractEventLoop, body: kopf.Body, state: ObjectState, key: tuple[str, str]
+    runtime: Runtime,
+    loop: asyncio.AbstractEventLoop,
+    body: kopf.Body,
+    state: ObjectState,
+    key: tuple[str, str],
+    deleting: bool = False,
 ) -> float:
+    outcome = await _run_pass(runtime, loop, body, state, key, deleting)
+    return 60.0 if outcome is None else outcome.requeue_after
+
+
+async def _run_pass(
+    runtime: Runtime,
+    loop: asyncio.AbstractEventLoop,
+    body: kopf.Body,
+    state: ObjectState,
+    key: tuple[str, str],
+    deleting: bool,
+) -> Outcome | None:
+    """One pass and its status write (a compare-and-swap); None when the object is gone."""
     snapshot = _snapshot(body)
     try:
-        outcome = await loop.run_in_executor(runtime.passes, runtime.reconciler.run, snapshot, state)
+        outcome = await loop.run_in_executor(
+            runtime.passes, functools.partial(runtime.reconciler.run, snapshot, state, deleting=deleting)
+        )
         if outcome.base_status is not None:
-            state.last_status = outcome.base_status
+            state.last_status, state.resource_version = outcome.base_status, outcome.resource_version
         if outcome.status_patch:
             written = await loop.run_in_executor(
-                runtime.passes, runtime.kube.patch_status, key[0], key[1], outcome.status_patch
+                runtime.passes,
+                runtime.kube.patch_status,
+                key[0],
+                key[1],
+                outcome.status_patch,
+                outcome.resource_version,
             )
             state.last_status = dict(written.get("status") or {})
-        elif state.last_status is None:
-            state.last_status = dict(snapshot["status"])
+            state.resource_version = str(written["metadata"].get("resourceVersion") or "") or None
+        if state.problems_seen is not None:  # the pass's status landed: its Events are posted below
+            state.last_problems, state.problems_seen = state.problems_seen, None
     except NotFoundError:
-        return 60.0  # deleted meanwhile; the daemon is being stopped
+        return None  # deleted meanwhile; the daemon is being stopped
+    except ConflictError:
+        log.info("Status changed meanwhile namespace=%s name=%s; observing again", *key)
+        state.forget()
+        return Outcome({}, [], 0.1)
     except Exception:
         metrics.RECONCILES.labels("error").inc()
         metrics.RECONCILE_ERRORS.inc()
         log.exception("Reconcile failed namespace=%s name=%s", *key)
-        state.last_status = None  # re-read status from the apiserver next time
+        state.forget()  # re-read status from the apiserver next time
         state.streak += 1
-        return float(min(60.0, 2 ** min(state.streak, 6)))
+        return Outcome({}, [], float(min(60.0, 2 ** min(state.streak, 6))))
     for event in outcome.events:
         kopf.event(body, type=event.type, reason=event.reason, message=event.message)
         if event.type == "Warning":
@@ -165,7 +226,7 @@ async def _one_pass(
     metrics.CLUSTER_READY.labels(*key).set(1 if outcome.ready else 0)
     metrics.CLUSTER_NODES_ONLINE.labels(*key).set(outcome.members_online)
     metrics.CLUSTER_NODES_DESIRED.labels(*key).set(len(body.spec.get("nodes") or []))
-    return outcome.requeue_after
+    return outcome
 
 
 def _track_secrets(
@@ -183,10 +244,20 @@ def _track_secrets(
 
 @kopf.on.event(*RESOURCE)
 async def wake_on_change(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """Wake the loop when spec, the pause annotation or deletion changed (not on our status writes)."""
+    """Wake the loop when spec, the pause annotation or deletion changed, or when someone else
+    changed status (not on our own status writes)."""
     signature = _signature(body)
-    if memo.get("signature") != signature and memo.get("wake") is not None:
+    if memo.get("wake") is None:
+        return
+    if memo.get("signature") != signature:
         memo.signature = signature
+        memo.wake.set()
+        return
+    state: ObjectState | None = memo.get("state")
+    if state is None or state.last_status is None or body.metadata.get("resourceVersion") == state.resource_version:
+        return
+    mine, theirs = state.last_status, body.get("status") or {}
+    if any(mine.get(k) != theirs.get(k) for k in status.OWNED):
         memo.wake.set()
 
 
@@ -205,7 +276,8 @@ def register_secret_watch() -> None:
 
 @kopf.on.delete(*RESOURCE, field="spec.deletionPolicy", value="RemoveNodes")
 async def delete(body: kopf.Body, memo: kopf.Memo, retry: int, runtime: datetime.timedelta, **_: Any) -> None:
-    """deletionPolicy RemoveNodes: remove every member but the last, one per call.
+    """deletionPolicy RemoveNodes: passes of the object's loop that plan its removals (the
+    planner's rules, the executor's writes), one removal per call, after any pass in flight.
 
     Only RemoveNodes objects match. kopf tracks every object a change handler matches: a diff-base
     annotation written at creation, then up to 5 s of waiting for its own patch to come back on
@@ -213,16 +285,31 @@ async def delete(body: kopf.Body, memo: kopf.Memo, retry: int, runtime: datetime
     of that; the daemon's finalizer still keeps them until their loop has stopped."""
     shared: Runtime = memo.runtime
     loop = asyncio.get_running_loop()
-    snapshot = _snapshot(body)
-    done, message = await loop.run_in_executor(shared.passes, shared.reconciler.dissolve, snapshot)
-    if done:
-        kopf.event(body, type="Normal", reason="Deleted", message=message)
+    key = (str(body.metadata.namespace), str(body.metadata.name))
+    while not shared.is_leading():  # only the leader removes nodes; the others wait for it
+        try:
+            await loop.run_in_executor(shared.passes, shared.kube.cluster, *key)
+        except NotFoundError:
+            return
+        assert shared.leading is not None
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(shared.leading.wait(), timeout=1.0)
+    state: ObjectState = memo.get("state") or ObjectState()
+    lock: asyncio.Lock = memo.get("lock") or asyncio.Lock()
+    memo.state, memo.lock = state, lock
+    async with lock:
+        outcome = await _run_pass(shared, loop, body, state, key, deleting=True)
+    if outcome is None:
         return
+    if outcome.finished is not None:
+        kopf.event(body, type="Normal", reason="Deleted", message=outcome.finished)
+        return
+    message = "; ".join(e.message for e in outcome.events) or "removing nodes"
     if runtime.total_seconds() > shared.delete_timeout:  # never hold the finalizer forever
         kopf.event(body, type="Warning", reason="DeleteGaveUp", message=f"Released without finishing: {message}")
-        log.warning("Deletion gave up namespace=%s name=%s: %s", body.metadata.namespace, body.metadata.name, message)
+        log.warning("Deletion gave up namespace=%s name=%s: %s", *key, message)
         return
-    raise kopf.TemporaryError(message, delay=0.5 if retry < 20 else 5.0)
+    raise kopf.TemporaryError(message, delay=max(0.1, min(outcome.requeue_after, 0.5 if retry < 20 else 5.0)))
 
 
 @kopf.on.probe(id="reconcile_age", errors=kopf.ErrorsMode.PERMANENT, timeout=5)

@@ -32,11 +32,16 @@ from . import redact
 from .model import GROUP, PLURAL, VERSION
 
 API_VERSION = f"{GROUP}/{VERSION}"
+LEASE_API = "coordination.k8s.io/v1"
 SECRET_MAX_AGE = 300.0
 
 
 class NotFoundError(Exception):
     """The referenced object does not exist."""
+
+
+class ConflictError(Exception):
+    """409: the object changed since the resourceVersion a write was based on (or already exists)."""
 
 
 @dataclass(frozen=True)
@@ -132,16 +137,62 @@ class Kube:
             return
         self.api.raise_for_status(response)
 
-    def patch_status(self, namespace: str, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
+    def cluster(self, namespace: str, name: str) -> dict[str, Any]:
+        """The ManagerCluster as the apiserver has it now (not as a watch last showed it)."""
+        response = self.api.get(version=API_VERSION, namespace=namespace, url=f"{PLURAL}/{name}")
+        if response.status_code == 404:
+            raise NotFoundError(f"{PLURAL}/{name}")
+        self.api.raise_for_status(response)
+        body: dict[str, Any] = response.json()
+        return body
+
+    def patch_status(
+        self, namespace: str, name: str, patch: Mapping[str, Any], resource_version: str | None = None
+    ) -> dict[str, Any]:
+        """A merge patch of status. With `resource_version` it is a compare-and-swap: the apiserver
+        applies it only if the object is still at that version, else ConflictError (409)."""
+        body: dict[str, Any] = {"status": patch}
+        if resource_version is not None:
+            body["metadata"] = {"resourceVersion": resource_version}
         response = self.api.patch(
             version=API_VERSION,
             namespace=namespace,
             url=f"{PLURAL}/{name}/status",
-            data=json.dumps({"status": patch}),
+            data=json.dumps(body),
             headers={"Content-Type": "application/merge-patch+json"},
         )
         if response.status_code == 404:
             raise NotFoundError(f"{PLURAL}/{name}")
+        if response.status_code == 409:
+            raise ConflictError(f"{PLURAL}/{name} changed since resourceVersion {resource_version}")
+        self.api.raise_for_status(response)
+        written: dict[str, Any] = response.json()
+        return written
+
+    # -- the leader-election Lease (coordination.k8s.io/v1) ----------------------------------
+
+    def lease(self, namespace: str, name: str) -> dict[str, Any] | None:
+        response = self.api.get(version=LEASE_API, namespace=namespace, url=f"leases/{name}")
+        if response.status_code == 404:
+            return None
+        self.api.raise_for_status(response)
+        body: dict[str, Any] = response.json()
+        return body
+
+    def create_lease(self, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        response = self.api.post(version=LEASE_API, namespace=namespace, url="leases", data=json.dumps(body))
+        return self._written(response, "leases")
+
+    def update_lease(self, namespace: str, name: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """PUT with the body's metadata.resourceVersion: 409 when someone else wrote it first."""
+        response = self.api.put(version=LEASE_API, namespace=namespace, url=f"leases/{name}", data=json.dumps(body))
+        return self._written(response, f"leases/{name}")
+
+    def _written(self, response: requests.Response, what: str) -> dict[str, Any]:
+        if response.status_code == 409:
+            raise ConflictError(what)
+        if response.status_code == 404:
+            raise NotFoundError(what)
         self.api.raise_for_status(response)
         body: dict[str, Any] = response.json()
         return body

@@ -22,6 +22,8 @@ CLUSTER_READY = Gauge("clusterop_cluster_ready", "1 when the ManagerCluster is R
 CLUSTER_NODES_ONLINE = Gauge(
     "clusterop_cluster_nodes_online", "Members online in the master's node list", ["namespace", "name"]
 )
+LEASE_REQUESTS = Counter("clusterop_leader_lease_requests_total", "Requests about the leader-election Lease", ["verb"])
+LEADING = Gauge("clusterop_leader", "1 while this process holds the leader-election Lease")
 CLUSTER_NODES_DESIRED = Gauge("clusterop_cluster_nodes_desired", "Nodes in spec.nodes", ["namespace", "name"])
 
 

@@ -24,6 +24,8 @@ PLURAL = "managerclusters"
 KIND = "ManagerCluster"
 PAUSE_ANNOTATION = "cloudify.co/paused"
 MAX_NODES = 32
+#: spec.managementPolicies: what the operator may do (observing is always on), after Crossplane's.
+POLICIES = ("Bootstrap", "Join", "Configure", "Remove")
 NODE_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$")
 
 
@@ -59,6 +61,7 @@ class ClusterSpec:
     deletion_policy: str
     paused: bool
     generation: int
+    policies: frozenset[str] = frozenset(POLICIES)  # the writes managementPolicies allow
 
     @property
     def names(self) -> frozenset[str]:
@@ -125,7 +128,26 @@ class ClusterSpec:
             deletion_policy=str(policy),
             paused=str(annotations.get(PAUSE_ANNOTATION, "")).lower() == "true",
             generation=int(meta.get("generation") or 0),
+            policies=_parse_policies(spec.get("managementPolicies")),
         )
+
+
+def _parse_policies(raw: Any) -> frozenset[str]:
+    """["*"] (the default) allows every write; otherwise exactly the listed ones ("Observe" is implied)."""
+    if raw is None:
+        return frozenset(POLICIES)
+    values = _list(raw, "spec.managementPolicies")
+    unknown = [v for v in values if v not in (*POLICIES, "Observe", "*")]
+    if unknown:
+        raise InvalidSpec(
+            "InvalidSpec",
+            f"spec.managementPolicies: unknown policy {unknown[0]!r} (allowed: *, Observe, {', '.join(POLICIES)})",
+        )
+    if "*" in values:
+        if len(values) > 1:
+            raise InvalidSpec("InvalidSpec", "spec.managementPolicies: '*' stands alone")
+        return frozenset(POLICIES)
+    return frozenset(v for v in values if v in POLICIES)
 
 
 def canonical_json(value: Any) -> str:
@@ -307,6 +329,13 @@ class Memory:
     cursors: Mapping[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Event:
+    type: str  # Normal | Warning
+    reason: str
+    message: str
+
+
 # -- actions --------------------------------------------------------------------------------
 
 
@@ -371,5 +400,7 @@ class Blocked:
 
 
 Write = Bootstrap | Join | Remove | Configure
+#: the managementPolicies entry each write needs
+POLICY_OF: dict[type, str] = {Bootstrap: "Bootstrap", Join: "Join", Configure: "Configure", Remove: "Remove"}
 Action = Bootstrap | Join | Remove | Configure | Wait | Blocked
 WRITES = (Bootstrap, Join, Remove, Configure)

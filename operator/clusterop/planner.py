@@ -14,9 +14,12 @@ Rules (each guards something that cannot be undone):
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 
 from .model import (
     EMPTY_CONFIG_HASH,
+    POLICIES,
+    POLICY_OF,
     WRITES,
     Action,
     Blocked,
@@ -63,6 +66,52 @@ def settle(pending: Pending | None, seen: Observed) -> Pending | None:
 
 
 def plan(spec: ClusterSpec, seen: Observed, memory: Memory, now: float) -> tuple[Action, ...]:
+    return _by_policy(spec, _plan(spec, seen, memory, now))
+
+
+def plan_deletion(spec: ClusterSpec, seen: Observed, memory: Memory, now: float) -> tuple[Action, ...]:
+    """deletionPolicy RemoveNodes: every member but the master, one at a time, by the rules of a
+    scale-down to the master alone (the only copy of the removal rules is `_removal`). The master
+    is kept: the API cannot dissolve a cluster, so it stays a one-node cluster."""
+    master = seen.member(seen.master) if seen.master else None
+    if master is None:
+        return tuple(a for a in plan(spec, seen, memory, now) if not isinstance(a, WRITES) or isinstance(a, Remove))
+    own = spec.node(master.name)
+    endpoint = own.endpoint if own is not None else memory.endpoints.get(master.name, "")
+    alone = replace(spec, nodes=(NodeSpec(master.name, master.host_ip, endpoint),))
+    return tuple(a for a in plan(alone, seen, memory, now) if not isinstance(a, WRITES) or isinstance(a, Remove))
+
+
+def deletion_finished(seen: Observed, pending: Pending | None) -> str | None:
+    """Why a RemoveNodes deletion has nothing left to do, or None while it has."""
+    if pending is not None:
+        return None
+    if seen.master is not None and seen.members is not None:
+        if len(seen.members) <= 1:
+            return f"removed every node but the last ({seen.master}), which is never removed"
+        return None
+    if not any(n.kind in (NodeKind.MASTER, NodeKind.REPLICA) for n in seen.nodes.values()):
+        return "no cluster found on the managers; nothing to remove"
+    return None
+
+
+def _by_policy(spec: ClusterSpec, actions: tuple[Action, ...]) -> tuple[Action, ...]:
+    """Writes spec.managementPolicies do not allow become Blocked, after the allowed writes."""
+    if spec.policies >= frozenset(POLICIES):
+        return actions
+    held: list[Action] = []
+    kept: list[Action] = []
+    for a in actions:
+        need = POLICY_OF.get(type(a))
+        if need is not None and need not in spec.policies:
+            held.append(Blocked("HeldByPolicy", f"managementPolicies do not allow {need}: held back {a.describe()}"))
+        else:
+            kept.append(a)
+    writes = [a for a in kept if isinstance(a, WRITES)]
+    return tuple(writes) + tuple(held) + tuple(a for a in kept if not isinstance(a, WRITES))
+
+
+def _plan(spec: ClusterSpec, seen: Observed, memory: Memory, now: float) -> tuple[Action, ...]:
     unauthorized = [n for n in seen.nodes.values() if n.kind is NodeKind.UNAUTHORIZED]
     if unauthorized:
         names = ", ".join(sorted(n.name for n in unauthorized))
@@ -122,8 +171,7 @@ def _without_master(spec: ClusterSpec, seen: Observed, memory: Memory, now: floa
         return (
             Wait(
                 "NodeUnreachable",
-                f"not bootstrapping while {', '.join(unreachable)} cannot be asked: "
-                "it may already belong to a cluster",
+                f"not bootstrapping while {', '.join(unreachable)} cannot be asked: it may already belong to a cluster",
             ),
         )
     busy = sorted(name for name, k in kinds.items() if k is NodeKind.INITIALIZING)
@@ -134,8 +182,7 @@ def _without_master(spec: ClusterSpec, seen: Observed, memory: Memory, now: floa
         return (
             Blocked(
                 "NodeFailed",
-                f"{failed[0].name} reports a failed cluster operation the operator did not start: "
-                f"{failed[0].detail}",
+                f"{failed[0].name} reports a failed cluster operation the operator did not start: {failed[0].detail}",
                 node=failed[0].name,
             ),
         )
@@ -209,9 +256,7 @@ def _with_master(
                 )
             )
         elif kind in (NodeKind.REPLICA, NodeKind.MASTER):
-            notes.append(
-                Blocked("ForeignCluster", f"{n.name} belongs to another cluster than {master}'s", node=n.name)
-            )
+            notes.append(Blocked("ForeignCluster", f"{n.name} belongs to another cluster than {master}'s", node=n.name))
         elif kind in (NodeKind.UNREACHABLE, NodeKind.UNKNOWN):
             detail = seen.nodes[n.name].detail if n.name in seen.nodes else "not asked"
             notes.append(Wait("NodeUnreachable", f"cannot join {n.name}: {detail}"))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import hashlib
 import logging
 import os
@@ -25,37 +24,31 @@ from typing import Any
 
 import requests
 
-from . import errors, failpoints, planner, status
+from . import errors, planner, status
 from .client import Connection, Credentials, ManagerClient, Observer
 from .errors import InvalidSpec
+from .executor import Executor
 from .kube import Kube, NotFoundError
 from .model import (
     EMPTY_CONFIG_HASH,
+    WRITES,
     Action,
-    Bootstrap,
     ClusterSpec,
     Configure,
-    Join,
+    Event,
     LogLine,
     Member,
     Memory,
     NodeKind,
     NodeSeen,
     Observed,
-    Pending,
-    Remove,
     Wait,
     Write,
 )
 
+__all__ = ["Event", "ObjectState", "Outcome", "Reconciler", "Settings"]
+
 log = logging.getLogger("clusterop.reconciler")
-
-
-@dataclass(frozen=True)
-class Event:
-    type: str  # Normal | Warning
-    reason: str
-    message: str
 
 
 @dataclass
@@ -66,6 +59,10 @@ class Outcome:
     ready: bool = False
     members_online: int = 0
     base_status: dict[str, Any] | None = None  # status as a write inside the pass left it
+    #: the object's resourceVersion the status patch is based on (its compare-and-swap)
+    resource_version: str | None = None
+    #: deletion (RemoveNodes): why nothing is left to do, None while something is
+    finished: str | None = None
 
 
 @dataclass
@@ -73,9 +70,17 @@ class ObjectState:
     """Per-object memory of the running process (not crash-safe: pacing and skipping work only)."""
 
     streak: int = 0  # consecutive passes waiting on something
-    last_status: dict[str, Any] | None = None
-    last_problems: frozenset[str] = frozenset()
-    steady_key: Any = None  # what the last steady pass saw; the same again needs no status work
+    last_status: dict[str, Any] | None = None  # status at `resource_version`, as last read or written
+    resource_version: str | None = None
+    last_problems: frozenset[str] = frozenset()  # problems whose Events were posted
+    problems_seen: frozenset[str] | None = None  # the last pass's, until its write lands
+    #: what the last steady pass saw, and the resourceVersion at which status was right; the same
+    #: again needs no status work (any edit of status, by anyone, changes the resourceVersion)
+    steady_key: Any = None
+
+    def forget(self) -> None:
+        """Read the object again before the next pass (a write conflicted, or leadership changed)."""
+        self.last_status, self.resource_version, self.steady_key, self.problems_seen = None, None, None, None
 
 
 @dataclass(frozen=True)
@@ -101,6 +106,7 @@ class Reconciler:
         observer: Observer | None = None,
         clock: Callable[[], float] = time.time,
         steady_session: requests.Session | None = None,
+        fence: Callable[[], bool] = lambda: True,
     ) -> None:
         self.kube = kube
         self.session = session
@@ -111,36 +117,54 @@ class Reconciler:
         self.observer = observer
         self.clock = clock
         self._ca_dir = tempfile.mkdtemp(prefix="clusterop-ca-")
+        self.executor = Executor(kube, self._client, fence=fence, clock=clock)
 
     # -- the pass -------------------------------------------------------------------------
 
-    def run(self, body: Mapping[str, Any], state: ObjectState) -> Outcome:
+    def run(self, body: Mapping[str, Any], state: ObjectState, *, deleting: bool = False) -> Outcome:
+        """One pass. `deleting`: the object is being deleted with deletionPolicy RemoveNodes."""
         meta = body.get("metadata") or {}
         ns, name = str(meta.get("namespace")), str(meta.get("name"))
-        previous = state.last_status if state.last_status is not None else dict(body.get("status") or {})
-        generation = int(meta.get("generation") or 0)
+        body = self._live(ns, name, body, state)
+        previous = state.last_status or {}
+        version = state.resource_version
+        generation = int((body.get("metadata") or {}).get("generation") or 0)
         try:
             spec = ClusterSpec.parse(body)
             conn, key = self._secrets(ns, name, spec)
         except InvalidSpec as e:
-            return self._stopped_early(previous, generation, e, state)
+            outcome = self._stopped_early(previous, generation, e, state)
+            if deleting:
+                outcome.finished = f"nothing removed: {e.message}"
+            return outcome
+        if deleting and "Remove" not in spec.policies:
+            return Outcome({}, [], 1.0, finished="nothing removed: managementPolicies do not allow Remove")
         memory = status.memory_of(previous)
-        seen = self._observe(spec, memory, conn)
+        seen = self._observe(spec, replace(memory, leader=None) if deleting else memory, conn)
         if any(n.kind is NodeKind.UNAUTHORIZED for n in seen.nodes.values()):
             self.kube.forget_secret(ns, spec.credentials_secret)  # a fixed Secret is read next pass
-        steady_key = (seen.members, spec.generation, spec.paused, spec.config_hash) if seen.fast else None
-        if steady_key is not None and state.steady_key == steady_key:
-            # The leader's list is what it was on the last pass, which wrote nothing: so would this one.
+        steady_key = (seen.members, spec.generation, spec.paused, spec.config_hash, version) if seen.fast else None
+        if steady_key is not None and state.steady_key == steady_key and not deleting:
+            # The leader's list is what it was on the last pass, which wrote nothing, and nobody
+            # has touched the object since (same resourceVersion): so would this pass.
             state.streak = 0
             return Outcome({}, [], self._resync(), ready=True, members_online=len(seen.members or ()))
         memory = replace(memory, pending=planner.settle(memory.pending, seen))
-        actions = planner.plan(spec, seen, memory, self.clock())
+        now = self.clock()
+        actions = (planner.plan_deletion if deleting else planner.plan)(spec, seen, memory, now)
         events: list[Event] = []
         executed: Write | None = None
         first = actions[0] if actions else None
         written: dict[str, Any] | None = None
-        if isinstance(first, Bootstrap | Join | Remove | Configure) and not spec.paused:
-            memory, events, executed, written = self._execute(ns, name, spec, memory, conn, key, first)
+        if isinstance(first, WRITES) and not spec.paused:
+            result = self.executor.execute(ns, name, version, spec, memory, conn, key, first)
+            if result.held is not None and result.written is None:
+                # Someone else moved, or this process is not the leader: observe again, write nothing.
+                state.forget()
+                return Outcome({}, [], self.settings.fast_first, resource_version=version)
+            memory, written, version = result.memory, result.written, result.resource_version
+            events.extend(result.events)
+            executed = first if result.sent else None
         desired = status.build(
             previous=previous, spec=spec, seen=seen, memory=memory, actions=actions, executed=executed, now=_now_iso()
         )
@@ -149,7 +173,11 @@ class Reconciler:
             events.append(Event("Normal", "Ready", f"All {len(spec.nodes)} nodes are members and online"))
         requeue = self._pace(state, desired, executed, actions)
         patch = status.merge_patch(previous, desired)
-        if written is not None:
+        if written is not None and isinstance(executed or first, Configure):
+            # A config PATCH's outcome is known at once: write it on top of the intent.
+            patch = status.merge_patch(written, desired)
+            written = None if patch else written
+        elif written is not None:
             # The intent written before the request is this pass's status write; the next pass, a
             # moment later, observes the outcome and writes the rest.
             patch = {}
@@ -161,7 +189,25 @@ class Reconciler:
             ready=desired["phase"] == "Ready",
             members_online=sum(1 for n in desired["nodes"] if n["online"]),
             base_status=written,
+            resource_version=version,
+            finished=planner.deletion_finished(seen, memory.pending) if deleting else None,
         )
+
+    def _live(self, ns: str, name: str, body: Mapping[str, Any], state: ObjectState) -> Mapping[str, Any]:
+        """The body to plan from, with `state` holding its status and resourceVersion.
+
+        The watch's copy is used when it is at the version this loop last read or wrote; else
+        (our own write not yet seen by the watch, or someone else changed the object) the
+        object is read from the apiserver. Planning from the live status, not from what this
+        loop last wrote, is what makes an edited or cleared status heal."""
+        seen_version = str((body.get("metadata") or {}).get("resourceVersion") or "")
+        if state.resource_version is not None and seen_version == state.resource_version:
+            state.last_status = dict(body.get("status") or {})
+            return body
+        fresh = self.kube.cluster(ns, name)
+        state.last_status = dict(fresh.get("status") or {})
+        state.resource_version = str(fresh["metadata"].get("resourceVersion") or "") or None
+        return fresh
 
     def _stopped_early(
         self, previous: Mapping[str, Any], generation: int, e: InvalidSpec, state: ObjectState
@@ -293,9 +339,7 @@ class Reconciler:
         masters = [m.name for m in members if m.master]
         if got != want or masters != [leader.name] or not all(m.online and m.initialized for m in members):
             return None
-        nodes = {
-            m.name: NodeSeen(m.name, NodeKind.MASTER if m.master else NodeKind.REPLICA) for m in members
-        }
+        nodes = {m.name: NodeSeen(m.name, NodeKind.MASTER if m.master else NodeKind.REPLICA) for m in members}
         return Observed(nodes=nodes, members=members, master=leader.name, fast=True)
 
     @staticmethod
@@ -323,58 +367,6 @@ class Reconciler:
         else:
             kind = NodeKind.UNINITIALIZED
         return NodeSeen(name, kind, logs=logs, cursor=new_cursor)
-
-    # -- execute ----------------------------------------------------------------------------
-
-    def _execute(
-        self, ns: str, name: str, spec: ClusterSpec, memory: Memory, conn: Connection, key: str, action: Write
-    ) -> tuple[Memory, list[Event], Write | None, dict[str, Any] | None]:
-        """Sends one write. Returns the new memory, events, the action if it was sent, and the
-        status the intent write left (None for a config PATCH, which needs no intent)."""
-        endpoints = {**memory.endpoints, **{n.name: n.endpoint for n in spec.nodes}}
-        now = self.clock()
-        if isinstance(action, Configure):
-            try:
-                self._client(endpoints[action.master], conn).configure(spec.config)
-            except errors.ManagerError as e:
-                failed = Event("Warning", "ConfigFailed", f"Applying config on {action.master} failed: {e}")
-                return memory, [failed], None, None
-            applied = spec.config_hash
-            event = Event("Normal", "ConfigApplied", f"Applied config {applied} on master {action.master}")
-            return replace(memory, applied_config_hash=applied), [event], action, None
-        if isinstance(action, Remove):
-            target = Pending("remove", action.name, endpoint=endpoints.get(action.name, ""), since=now)
-        else:
-            prior = memory.pending
-            attempts = prior.attempts + 1 if prior is not None and prior.node == action.node.name else 1
-            op = "bootstrap" if isinstance(action, Bootstrap) else "join"
-            target = Pending(op, action.node.name, action.node.host_ip, action.node.endpoint, now, attempts)
-        # The intent is durable before the request leaves: a crash after this line is recoverable.
-        intent = {"pending": target.to_status(), "phase": status.PHASE_BY_OP[target.op]}
-        written = dict(self.kube.patch_status(ns, name, intent).get("status") or {})
-        failpoints.hit("before-write")
-        memory = replace(memory, pending=target)
-        try:
-            if isinstance(action, Bootstrap):
-                self._client(action.node.endpoint, conn).start(action.node.host_ip, action.node.name, key)
-                event = Event("Normal", "Bootstrapping", f"Started a new cluster on {action.node.name}")
-            elif isinstance(action, Join):
-                self._client(action.node.endpoint, conn).join(
-                    action.node.host_ip, action.node.name, key, action.join_addrs
-                )
-                event = Event(
-                    "Normal", "Joining", f"Asked {action.node.name} to join via {', '.join(action.join_addrs)}"
-                )
-            else:
-                with contextlib.suppress(errors.NotFound):  # already gone: the next observation settles it
-                    self._client(endpoints[action.master], conn).remove(action.name)
-                event = Event("Normal", "Removing", f"Removed {action.name} from the cluster through {action.master}")
-        except errors.ManagerError as e:
-            # The request may have landed: keep the intent, the next observation settles it.
-            failed = Event("Warning", f"{target.op.capitalize()}Failed", f"{action.describe()}: {e}")
-            return memory, [failed], action, written
-        failpoints.hit("after-write")
-        return memory, [event], action, written
 
     # -- pacing and events --------------------------------------------------------------------
 
@@ -405,43 +397,8 @@ class Reconciler:
         degraded = next((c for c in desired["conditions"] if c["type"] == "Degraded"), None)
         messages = frozenset((desired.get("error") or "").split("; ")) - {""}
         new = messages - state.last_problems
-        state.last_problems = messages
+        state.problems_seen = messages  # committed once this pass's status write landed
         if not new or degraded is None:
             return []
         kind = "Normal" if spec.paused else "Warning"
         return [Event(kind, str(degraded["reason"]), "; ".join(sorted(new)))]
-
-    # -- deletion ---------------------------------------------------------------------------
-
-    def dissolve(self, body: Mapping[str, Any]) -> tuple[bool, str]:
-        """deletionPolicy RemoveNodes: remove one member (never the last) per call.
-
-        Returns (done, message). The last member is never removed: the API cannot dissolve a
-        cluster, so it stays a one-node cluster."""
-        meta = body.get("metadata") or {}
-        ns, name = str(meta.get("namespace")), str(meta.get("name"))
-        try:
-            spec = ClusterSpec.parse(body)
-            conn, _ = self._secrets(ns, name, spec)
-        except InvalidSpec as e:
-            return True, f"nothing removed: {e.message}"
-        memory = status.memory_of(body.get("status") or {})
-        seen = self._observe(spec, replace(memory, leader=None), conn)
-        if seen.master is None or seen.members is None:
-            if not any(n.kind in (NodeKind.MASTER, NodeKind.REPLICA) for n in seen.nodes.values()):
-                return True, "no cluster found on the managers; nothing to remove"
-            return False, "no master answers; waiting to remove nodes"
-        members = sorted(seen.members, key=lambda m: (m.master, m.name))
-        if len(members) <= 1:
-            return True, f"removed every node but the last ({seen.master}), which is never removed"
-        offline = [m.name for m in members if not m.online]
-        if offline:
-            return False, f"not removing nodes while {', '.join(offline)} is offline"
-        endpoints = {**memory.endpoints, **{n.name: n.endpoint for n in spec.nodes}}
-        drop = members[0]
-        try:
-            with contextlib.suppress(errors.NotFound):
-                self._client(endpoints[seen.master], conn).remove(drop.name)
-        except errors.ManagerError as e:
-            return False, f"removing {drop.name} failed: {e}"
-        return False, f"removed {drop.name}; {len(members) - 1} nodes left"

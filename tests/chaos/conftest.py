@@ -47,7 +47,6 @@ def view(sim: SimulatorProcess) -> SimView:
     return SimView(sim.control)
 
 
-
 @pytest.fixture
 def clusters(kube_api: ApiClient, namespace: str, crd: None) -> Clusters:
     """The test's namespace with Secrets `manager-admin` (the session password) and `cluster-key`."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import secrets
 import threading
 from collections.abc import Iterable, Mapping, Sequence
@@ -102,6 +103,11 @@ class SimView:
         counts = self._get("/requests")["counts"]
         return sum(c["count"] for c in counts if c["host_ip"] in wanted and c["method"] in ("PUT", "PATCH", "DELETE"))
 
+    def write_log(self, ips: Iterable[str]) -> list[dict[str, Any]]:
+        """The writes to these machines in arrival order: time, host_ip, method, path, agent."""
+        wanted = set(ips)
+        return [w for w in self._get("/requests/writes")["writes"] if w["host_ip"] in wanted]
+
     def writes_by(self, ips: Iterable[str]) -> list[tuple[str, str, str, int]]:
         wanted = set(ips)
         counts = self._get("/requests")["counts"]
@@ -180,3 +186,43 @@ class Judge:
             elif m["state"] in ("master", "replica") and not m["cluster"]:
                 out.append(f"{name} is {m['state']} of no cluster")
         return out
+
+
+# -- fencing, judged from the managers' write log -------------------------------------------------
+
+AGENT = re.compile(r"cloudify-cluster-operator \((?P<identity>[^;)]+)(?:; term (?P<term>\d+))?\)")
+
+
+def fencing_violations(writes: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Every write (in arrival order) must come from the leader of its time: it carries the
+    sender's leader term (leaseTransitions at its acquisition, which grows with every new
+    leader). A write without a term came from an instance that never led; a write of an older
+    term after one of a newer term came from a deposed leader; one term has one holder. And no
+    PUT (a start or a join) reaches the same machine twice."""
+    found: list[str] = []
+    newest = -1
+    holders: dict[int, str] = {}
+    puts: dict[tuple[str, str], int] = {}
+    for w in writes:
+        what = f"{w['method']} {w['path']} to {w['host_ip']}"
+        m = AGENT.search(str(w.get("agent") or ""))
+        if m is None or m.group("term") is None:
+            found.append(f"{what} from a non-leader ({w.get('agent')!r})")
+        else:
+            term, identity = int(m.group("term")), m.group("identity")
+            if term < newest:
+                found.append(f"{what} from a deposed leader (term {term} after term {newest}, {identity})")
+            if holders.setdefault(term, identity) != identity:
+                found.append(f"term {term} had two holders: {holders[term]} and {identity}")
+            newest = max(newest, term)
+        if w["method"] == "PUT":
+            key = (w["host_ip"], w["path"])
+            puts[key] = puts.get(key, 0) + 1
+            if puts[key] == 2:
+                found.append(f"the same PUT twice: {what}")
+    return found
+
+
+def term_of(write: Mapping[str, Any]) -> int | None:
+    m = AGENT.search(str(write.get("agent") or ""))
+    return int(m.group("term")) if m and m.group("term") else None

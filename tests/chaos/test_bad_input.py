@@ -253,4 +253,3 @@ class _RenamedCore:
     def delete_namespaced_secret(self, name: str, ns: str) -> None:
         mapped = {"manager-admin": f"admin-{self.i}", "cluster-key": f"key-{self.i}"}.get(name, name)
         self.c.core.delete_namespaced_secret(mapped, ns)
-

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from .support import Judge, SimView
+from .support import Judge, SimView, fencing_violations
 
 pytestmark = pytest.mark.chaos
 IPS = ["127.9.0.1", "127.9.0.2", "127.9.0.3"]
@@ -75,3 +75,24 @@ def test_half_joined_and_orphaned_machines_are_stray() -> None:
     j = judge(FakeView([], machines))
     assert j.stray(["n1", "n2", "n3"]) == ["n2 is joining", "n3 is replica of no cluster"]
     assert judge(FakeView([], {IPS[0]: {"state": "failed", "cluster": None}})).stray([]) == ["n1 is failed"]
+
+
+def _w(host: str, method: str, agent: str, path: str = "/api/v3/cluster") -> dict[str, str]:
+    return {"host_ip": host, "method": method, "path": path, "agent": agent}
+
+
+def test_fencing_judge_flags_non_leaders_deposed_leaders_and_duplicate_puts() -> None:
+    a0, b1 = "cloudify-cluster-operator (a; term 0)", "cloudify-cluster-operator (b; term 1)"
+    assert fencing_violations([_w("1", "PUT", a0), _w("2", "PUT", a0), _w("3", "PUT", b1), _w("1", "PATCH", b1)]) == []
+    assert fencing_violations([_w("1", "PUT", "cloudify-cluster-operator (a)")]) == [
+        "PUT /api/v3/cluster to 1 from a non-leader ('cloudify-cluster-operator (a)')"
+    ]
+    assert fencing_violations([_w("1", "PUT", b1), _w("2", "PUT", a0)]) == [
+        "PUT /api/v3/cluster to 2 from a deposed leader (term 0 after term 1, a)"
+    ]
+    assert fencing_violations([_w("1", "PUT", a0), _w("1", "PUT", b1)]) == [
+        "the same PUT twice: PUT /api/v3/cluster to 1"
+    ]
+    assert fencing_violations([_w("1", "PUT", a0), _w("2", "PUT", "cloudify-cluster-operator (b; term 0)")]) == [
+        "term 0 had two holders: a and b"
+    ]

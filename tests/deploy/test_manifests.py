@@ -71,7 +71,12 @@ def test_deployment_shape():
     objs = kustomize("deploy/all-namespaces")
     (deployment,) = [o for o in objs if o["kind"] == "Deployment"]
     spec = deployment["spec"]
-    assert spec["replicas"] == 1 and spec["strategy"] == {"type": "Recreate"}
+    # Two replicas under Lease leader election; a rolling update hands the Lease over on SIGTERM.
+    assert spec["replicas"] == 2
+    assert spec["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+    assert "--leader-elect" in container(objs)["args"]
+    (pdb,) = [o for o in objs if o["kind"] == "PodDisruptionBudget"]
+    assert pdb["spec"]["selector"] == spec["selector"] and pdb["spec"]["maxUnavailable"] == 1
     pod = spec["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
@@ -121,8 +126,17 @@ def test_namespaced_overlay_follows_the_rolebinding_namespace(tmp_path: Path):
     env = {e["name"]: e.get("value", e.get("valueFrom")) for e in container(objs)["env"]}
     assert env == {"WATCH_NAMESPACE": "team-a", "POD_ID": {"fieldRef": {"fieldPath": "metadata.name"}}}
     assert "--namespace=$(WATCH_NAMESPACE)" in container(objs)["args"]
-    bound = {(o["kind"], o["metadata"]["namespace"]) for o in objs if o["kind"] in ("Role", "RoleBinding")}
+    bound = {
+        (o["kind"], o["metadata"]["namespace"])
+        for o in objs
+        if o["kind"] in ("Role", "RoleBinding") and not o["metadata"]["name"].endswith("-leader-election")
+    }
     assert bound == {("Role", "team-a"), ("RoleBinding", "team-a")}
+    # The leader-election Lease stays in the operator's own namespace.
+    lease_rbac = {
+        (o["kind"], o["metadata"]["namespace"]) for o in objs if o["metadata"]["name"].endswith("-leader-election")
+    }
+    assert lease_rbac == {("Role", OPERATOR_NS), ("RoleBinding", OPERATOR_NS)}
 
 
 def test_namespaced_overlay_binds_nothing_cluster_wide_but_discovery():

@@ -76,7 +76,14 @@ def test_operator_with_the_service_account_token_forms_a_cluster(
     clusters = Clusters(kube_api, namespace)
     clusters.put_credentials()
     clusters.put_key()
-    op = OperatorProcess(kubeconfig, [namespace], resync_seconds=2.0, log_path=tmp_path / "operator.log")
+    op = OperatorProcess(
+        kubeconfig,
+        [namespace],
+        resync_seconds=2.0,
+        log_path=tmp_path / "operator.log",
+        # As deployed: leader election on the Lease in the operator's own namespace.
+        extra_args=["--leader-elect", "--leader-elect-lease-namespace", granted["operator_ns"]],
+    )
     with op:
         clusters.create(manager_cluster("rbac", node_specs(machines(3))))
         try:
@@ -88,6 +95,9 @@ def test_operator_with_the_service_account_token_forms_a_cluster(
         clusters.create(manager_cluster("generated", node_specs(machines(1)), key_secret="gen-key", generate_key=True))
         clusters.wait_ready("generated", timeout=60)
     assert st["nodeSummary"] == "3/3"
+    lease = client.CoordinationV1Api(kube_api).read_namespaced_lease(SA, granted["operator_ns"])
+    assert lease.spec.holder_identity == "", "the lease was not released on SIGTERM"
+    assert lease.spec.lease_transitions == 0 and lease.spec.acquire_time is not None
     assert "encryptionKey" in (client.CoreV1Api(kube_api).read_namespaced_secret("gen-key", namespace).data or {})
     clusters.wait_reasons("rbac", "Bootstrapping", "Joining", "Ready")
     log = op.log_text()
@@ -121,12 +131,23 @@ def test_the_service_account_is_refused_what_it_does_not_need(
     Clusters(kube_api, namespace).put_credentials()
     Clusters(kube_api, granted["other_ns"]).put_credentials()
     other = granted["other_ns"]
+    client.CoordinationV1Api(kube_api).create_namespaced_lease(
+        granted["operator_ns"], {"metadata": {"name": "other-lease"}, "spec": {"holderIdentity": "x"}}
+    )
     with testbed.token_client(token) as api:
         core = client.CoreV1Api(api)
         ext = client.ApiextensionsV1Api(api)
         rbac = client.RbacAuthorizationV1Api(api)
         apps = client.AppsV1Api(api)
         custom = client.CustomObjectsApi(api)
+        coordination = client.CoordinationV1Api(api)
+        # Its own Lease: create, get and update, and nothing more.
+        created = coordination.create_namespaced_lease(
+            granted["operator_ns"], {"metadata": {"name": SA}, "spec": {"holderIdentity": "test"}}
+        )
+        created.spec.holder_identity = "test-2"
+        coordination.replace_namespaced_lease(SA, granted["operator_ns"], created)
+        assert coordination.read_namespaced_lease(SA, granted["operator_ns"]).spec.holder_identity == "test-2"
         # What it needs, in the watched namespace: allowed.
         assert core.read_namespaced_secret("manager-admin", namespace).metadata.name == "manager-admin"
         core.list_namespaced_secret(namespace)
@@ -164,6 +185,17 @@ def test_the_service_account_is_refused_what_it_does_not_need(
             ),
             "read its own token's Secrets in its namespace": lambda: core.list_namespaced_secret(
                 granted["operator_ns"]
+            ),
+            "read another Lease of its namespace": lambda: coordination.read_namespaced_lease(
+                "other-lease", granted["operator_ns"]
+            ),
+            "update another Lease of its namespace": lambda: coordination.patch_namespaced_lease(
+                "other-lease", granted["operator_ns"], {"spec": {"holderIdentity": "me"}}
+            ),
+            "delete its Lease": lambda: coordination.delete_namespaced_lease(SA, granted["operator_ns"]),
+            "list leases": lambda: coordination.list_namespaced_lease(granted["operator_ns"]),
+            "create a Lease in a watched namespace": lambda: coordination.create_namespaced_lease(
+                namespace, {"metadata": {"name": SA}, "spec": {"holderIdentity": "me"}}
             ),
         }
         allowed = [what for what, call in refusals.items() if not _refused(call)]

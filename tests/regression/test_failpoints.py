@@ -33,3 +33,20 @@ def test_failpoints_are_inert_without_the_variable() -> None:
 def test_probability_zero_never_fires() -> None:
     done = run("before-write=kill@0,after-write=kill@0")
     assert done.returncode == 0 and "FAILPOINT" not in done.stderr
+
+
+def test_stop_at_the_nth_hit_pauses_there_and_resumes_on_sigcont() -> None:
+    code = "from clusterop import failpoints\nfor _ in range(3): failpoints.hit('before-write')\nprint('resumed')"
+    env = {**os.environ, "CLUSTEROP_FAILPOINTS": "before-write=stop#2"}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        _, status = os.waitpid(proc.pid, os.WUNTRACED)  # returns once the child is stopped
+        assert os.WIFSTOPPED(status) and os.WSTOPSIG(status) == signal.SIGSTOP
+        proc.send_signal(signal.SIGCONT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert out.strip() == "resumed"
+    assert err.strip().splitlines() == ["FAILPOINT fired point=before-write action=stop"]  # the 2nd hit only

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
+from clusterop.errors import InvalidSpec
 from clusterop.model import (
+    WRITES,
     Blocked,
     Bootstrap,
     ClusterSpec,
@@ -22,7 +25,7 @@ from clusterop.model import (
     Wait,
     config_hash,
 )
-from clusterop.planner import RESEND_AFTER, plan, retry_delay, settle
+from clusterop.planner import RESEND_AFTER, deletion_finished, plan, plan_deletion, retry_delay, settle
 
 U, INIT, F, M, R, X, D, A = (
     NodeKind.UNINITIALIZED,
@@ -228,3 +231,94 @@ def test_removing_the_master_stays_in_progress_until_a_successor_is_elected() ->
     assert isinstance(action, Wait) and action.reason == "Electing"
     elected = seen({"n1": X, "n2": M, "n3": R}, members={"n2": True, "n3": True})
     assert settle(pending, elected) is None
+
+
+# -- managementPolicies -----------------------------------------------------------------------
+
+
+def with_policies(s: ClusterSpec, *policies: str) -> ClusterSpec:
+    return replace(s, policies=frozenset(policies))
+
+
+@pytest.mark.parametrize(
+    ("policy", "kinds", "members", "write"),
+    [
+        ("Bootstrap", {"n1": U, "n2": U}, None, Bootstrap),
+        ("Join", {"n1": M, "n2": U}, {"n1": True}, Join),
+        ("Remove", {"n1": M, "n2": R, "n3": R}, {"n1": True, "n2": True, "n3": True}, Remove),
+    ],
+)
+def test_a_write_the_policies_leave_out_is_held_back(
+    policy: str, kinds: dict[str, NodeKind], members: dict[str, bool] | None, write: type
+) -> None:
+    s = spec("n1", "n2")
+    o = seen(kinds, members)
+    assert isinstance(first(s, o, applied(s)), write)
+    others = {"Bootstrap", "Join", "Configure", "Remove"} - {policy}
+    held = plan(with_policies(s, *others), o, applied(s), NOW)
+    assert not any(isinstance(a, write) for a in held)
+    assert held[0] == Blocked(
+        "HeldByPolicy", f"managementPolicies do not allow {policy}: held back {first(s, o, applied(s)).describe()}"
+    )
+
+
+def test_configure_held_back_and_an_allowed_write_still_goes_first() -> None:
+    s = spec("n1", "n2", config={"a": 1})
+    o = seen({"n1": M, "n2": U}, {"n1": True})
+    assert isinstance(first(s, o), Join)
+    only_config = with_policies(s, "Configure")
+    actions = plan(only_config, o, Memory(), NOW)
+    assert isinstance(actions[0], Configure)
+    assert [a.reason for a in actions[1:] if isinstance(a, Blocked)] == ["HeldByPolicy"]
+    assert plan(with_policies(s), o, Memory(), NOW)[0].reason == "HeldByPolicy"  # observe only
+
+
+def test_policies_parse_and_refuse_nonsense() -> None:
+    body: dict[str, Any] = {
+        "metadata": {"name": "c"},
+        "spec": {
+            "nodes": [{"name": "n1", "hostIP": "127.0.0.1", "endpoint": "http://127.0.0.1:1"}],
+            "encryptionKeySecretRef": {"name": "k"},
+            "credentialsSecretRef": {"name": "c"},
+        },
+    }
+    assert ClusterSpec.parse(body).policies == {"Bootstrap", "Join", "Configure", "Remove"}
+    body["spec"]["managementPolicies"] = ["Observe", "Join"]
+    assert ClusterSpec.parse(body).policies == {"Join"}
+    body["spec"]["managementPolicies"] = ["Observe"]
+    assert ClusterSpec.parse(body).policies == frozenset()
+    for bad in (["*", "Join"], ["Delete"]):
+        body["spec"]["managementPolicies"] = bad
+        with pytest.raises(InvalidSpec):
+            ClusterSpec.parse(body)
+
+
+# -- deletion (deletionPolicy RemoveNodes): the same removal rules ------------------------------
+
+
+def test_deletion_removes_replicas_one_at_a_time_and_keeps_the_master() -> None:
+    s = spec("n1", "n2", "n3")
+    o = seen({"n1": M, "n2": R, "n3": R}, {"n1": True, "n2": True, "n3": True})
+    actions = plan_deletion(s, o, applied(s), NOW)
+    assert actions[0] == Remove("n2", "n1") and not any(isinstance(a, Remove) for a in actions[1:])
+    assert deletion_finished(o, None) is None
+    last = seen({"n1": M}, {"n1": True})
+    assert not any(isinstance(a, WRITES) for a in plan_deletion(s, last, applied(s), NOW))
+    assert deletion_finished(last, None) == "removed every node but the last (n1), which is never removed"
+
+
+def test_deletion_never_removes_while_a_member_is_offline_or_a_removal_is_in_flight() -> None:
+    s = spec("n1", "n2", "n3")
+    o = seen({"n1": M, "n2": R, "n3": D}, {"n1": True, "n2": True, "n3": False})
+    assert not any(isinstance(a, Remove) and a.name == "n2" for a in plan_deletion(s, o, applied(s), NOW))
+    pending = Memory(applied_config_hash=s.config_hash, pending=Pending("remove", "n2", since=NOW - 1))
+    o2 = seen({"n1": M, "n2": R, "n3": R}, {"n1": True, "n2": True, "n3": True})
+    assert not any(isinstance(a, WRITES) for a in plan_deletion(s, o2, pending, NOW))
+    assert deletion_finished(o2, pending.pending) is None
+
+
+def test_deletion_without_a_master_writes_nothing_and_bootstraps_nothing() -> None:
+    s = spec("n1", "n2")
+    assert not any(isinstance(a, WRITES) for a in plan_deletion(s, seen({"n1": U, "n2": U}), Memory(), NOW))
+    assert deletion_finished(seen({"n1": U, "n2": U}), None) == "no cluster found on the managers; nothing to remove"
+    assert deletion_finished(seen({"n1": R, "n2": D}), None) is None

@@ -127,7 +127,10 @@ class Control:
                     for (ip, m, p), n in sorted(sim.requests.items())
                 ]
                 return {"total": sim.total_requests, "counts": counts}
+            case "GET", ["requests", "writes"]:
+                return {"writes": list(sim.writes)}
             case "POST", ["requests", "reset"]:
+                sim.writes.clear()
                 sim.requests.clear()
                 sim.total_requests = 0
                 return {"total": 0, "counts": []}

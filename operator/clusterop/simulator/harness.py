@@ -126,6 +126,11 @@ class SimulatorControl:
         result: dict[str, Any] = self._call("GET", "/requests")
         return result
 
+    def writes_log(self) -> list[dict[str, Any]]:
+        """Every PUT, PATCH and DELETE in arrival order: time, host_ip, method, path, agent (User-Agent)."""
+        result: list[dict[str, Any]] = self._call("GET", "/requests/writes")["writes"]
+        return result
+
     def reset_requests(self) -> None:
         self._call("POST", "/requests/reset")
 

@@ -8,6 +8,7 @@ to `api.Api` (Cloudify endpoints) and `control.Control` (the control API).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import socket
@@ -108,6 +109,8 @@ class Simulator:
         self._by_port: dict[int, Endpoint] = {}
         self.requests: Counter[tuple[str, str, str]] = Counter()
         self.total_requests = 0
+        #: every write (PUT, PATCH, DELETE) as it arrived: wall time, host IP, method, path, User-Agent
+        self.writes: collections.deque[dict[str, Any]] = collections.deque(maxlen=100_000)
         self._loop = asyncio.get_running_loop()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_due: float | None = None
@@ -248,6 +251,16 @@ class Simulator:
         path = request.path
         self.total_requests += 1
         self.requests[(endpoint.machine.host_ip, request.method, path)] += 1  # as sent, prefix included
+        if request.method in ("PUT", "PATCH", "DELETE"):
+            self.writes.append(
+                {
+                    "time": time.time(),
+                    "host_ip": endpoint.machine.host_ip,
+                    "method": request.method,
+                    "path": path,
+                    "agent": request.headers.get("User-Agent", ""),
+                }
+            )
         if prefix:
             path = path[len(prefix) :] if path == prefix or path.startswith(prefix + "/") else "\0" + path
         if endpoint.latency > 0:
