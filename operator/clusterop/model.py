@@ -13,6 +13,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -126,6 +127,12 @@ class ClusterSpec:
             paused=str(annotations.get(PAUSE_ANNOTATION, "")).lower() == "true",
             generation=int(meta.get("generation") or 0),
         )
+
+
+def rfc3339(epoch_seconds: float) -> str:
+    """An epoch time as people and `kubectl describe` read it: 2026-12-01T10:00:01.123Z (UTC)."""
+    moment = datetime.fromtimestamp(epoch_seconds, UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 def canonical_json(value: Any) -> str:
@@ -279,6 +286,7 @@ class Pending:
             "hostIP": self.host_ip,
             "endpoint": self.endpoint,
             "since": round(self.since, 3),
+            "sinceTime": rfc3339(self.since),
             "attempts": self.attempts,
         }
 

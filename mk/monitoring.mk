@@ -1,0 +1,17 @@
+# Monitoring (issue 16): Prometheus and promtool from the Go module proxy, for the rule tests and the
+# e2e test where a real Prometheus scrapes the operator. Built once into $(TOOLS_BIN), then reused.
+PROMETHEUS_VERSION ?= v0.316.0
+PROMETHEUS ?= $(TOOLS_BIN)/prometheus
+PROMTOOL ?= $(TOOLS_BIN)/promtool
+
+.PHONY: prometheus
+prometheus: ## Build prometheus + promtool (github.com/prometheus/prometheus $(PROMETHEUS_VERSION)) into the tools cache (skipped when present)
+	@if [ -x "$(PROMETHEUS)" ] && [ -x "$(PROMTOOL)" ] && [ "$$(cat $(TOOLS_BIN)/.prometheus-version 2>/dev/null)" = "$(PROMETHEUS_VERSION)" ]; then \
+	  echo "$(PROMETHEUS), $(PROMTOOL) ($(PROMETHEUS_VERSION)) present"; \
+	else \
+	  echo "Building prometheus and promtool $(PROMETHEUS_VERSION) into $(TOOLS_BIN) (several minutes) ..."; \
+	  mkdir -p "$(TOOLS_BIN)" && GOBIN="$(abspath $(TOOLS_BIN))" CGO_ENABLED=0 go install -trimpath -ldflags '-s -w' \
+	    github.com/prometheus/prometheus/cmd/prometheus@$(PROMETHEUS_VERSION) \
+	    github.com/prometheus/prometheus/cmd/promtool@$(PROMETHEUS_VERSION) \
+	  && echo "$(PROMETHEUS_VERSION)" > "$(TOOLS_BIN)/.prometheus-version"; \
+	fi
