@@ -15,3 +15,16 @@ prometheus: ## Build prometheus + promtool (github.com/prometheus/prometheus $(P
 	    github.com/prometheus/prometheus/cmd/promtool@$(PROMETHEUS_VERSION) \
 	  && echo "$(PROMETHEUS_VERSION)" > "$(TOOLS_BIN)/.prometheus-version"; \
 	fi
+
+.PHONY: monitoring-manifests
+monitoring-manifests: venv ## Copy deploy/monitoring/{alerts.yaml,dashboard.json} into the chart; regenerate the PrometheusRule
+	$(PY) hack/monitoring/generate.py
+
+manifests: monitoring-manifests
+
+.PHONY: monitoring-test
+monitoring-test: venv prometheus ## promtool rule tests, dashboard checks, the Prometheus e2e test (tests/monitoring)
+	$(VENV)/bin/pytest tests/monitoring $(PYTEST_ARGS)
+
+# The rule and dashboard tests and the Prometheus e2e test run in `make test`.
+test: prometheus

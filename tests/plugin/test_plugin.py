@@ -127,23 +127,30 @@ def test_logs_and_follow(world: World, formed: str) -> None:
     lines = r.stdout.splitlines()
     assert lines and all(RFC3339.match(line) for line in lines)
     assert any("Starting Cloudify Manager cluster" in line for line in lines)
+    # -f prints what arrives: the operator mirrors logs when it looks at every node (a join does).
+    machines = node_specs(world.sim.add_machines(2))
+    world.clusters.create(manager_cluster("followed", machines[:1]))
+    world.clusters.wait_ready("followed", timeout=60)
     env = {**os.environ, "KUBECONFIG": str(world.testbed.kubeconfig)}
     follow = subprocess.Popen(
-        [str(PLUGIN), "logs", formed, "-f", "--interval", "0.2", "-n", world.namespace],
+        [str(PLUGIN), "logs", "followed", "-f", "--interval", "0.2", "-n", world.namespace],
         env=env,
         stdout=subprocess.PIPE,
         text=True,
     )
     try:
         assert follow.stdout is not None
-        for _ in lines:  # what was there first
-            follow.stdout.readline()
-        world.clusters.patch(formed, {"spec": {"config": {"plugin_test": "followed"}}})
-        line = follow.stdout.readline()  # blocks until the new line arrives (the test's timeout bounds it)
-        assert RFC3339.match(line) and "Cluster configuration updated: plugin_test" in line
+        first = follow.stdout.readline()
+        assert RFC3339.match(first) and "manager-1: Starting Cloudify Manager cluster" in first
+        world.clusters.set_nodes("followed", machines)
+        while "manager-2" not in (line := follow.stdout.readline()):  # the test's timeout bounds this
+            assert line, "kubectl mgrc logs -f ended"
+        assert RFC3339.match(line) and "manager-2: Joining Cloudify Manager cluster as node manager-2" in line
     finally:
         follow.terminate()
         follow.wait(10)
+        if follow.stdout is not None:
+            follow.stdout.close()
 
 
 def test_kubectl_finds_the_plugin_on_path(world: World, formed: str) -> None:
