@@ -28,3 +28,7 @@ monitoring-test: venv prometheus ## promtool rule tests, dashboard checks, the P
 
 # The rule and dashboard tests and the Prometheus e2e test run in `make test`.
 test: prometheus
+
+.PHONY: krew
+krew: venv ## Build the krew archive of kubectl mgrc (dist/kubectl-mgrc.tar.gz, a python3 zipapp) and print its sha256
+	PY=$(PY) deploy/krew/build.sh

@@ -5,6 +5,7 @@ finalizer, then every process the demo started is gone."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -78,5 +79,9 @@ def test_sigint_to_the_process_group_tears_down_promptly_and_completely(tmp_path
     assert rest.rstrip().endswith("Stopped the control plane. Done."), out
     assert demo.returncode == 0
     assert [pid for pid in started if _alive(pid)] == []  # nothing left behind
+    # The terminal's SIGINT never reached the operator: it was stopped in order, after the resource went.
+    log = Path(re.search(r"Operator started \(pid \d+; log (\S+)\)", out).group(1))  # type: ignore[union-attr]
+    text = log.read_text()
+    assert "Signal SIGINT is received" not in text and "Signal SIGTERM is received" in text
     rows = timeline.read_text().splitlines()
     assert rows[0] == "seconds,online,desired" and len(rows) > 10
