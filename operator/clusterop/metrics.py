@@ -6,7 +6,20 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 RECONCILES = Counter("clusterop_reconcile_total", "Reconcile passes", ["result"])
-RECONCILE_SECONDS = Histogram(
+LAST_PASS = Gauge(
+    "clusterop_last_reconcile_timestamp_seconds", "Unix time the last reconcile pass (of any object) finished"
+)
+
+
+class _PassDuration(Histogram):
+    """The pass-duration histogram; each observation also stamps LAST_PASS (the stall alert's input)."""
+
+    def observe(self, amount: float, exemplar: dict[str, str] | None = None) -> None:
+        super().observe(amount, exemplar)
+        LAST_PASS.set_to_current_time()
+
+
+RECONCILE_SECONDS = _PassDuration(
     "clusterop_reconcile_duration_seconds",
     "Duration of one reconcile pass",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),

@@ -13,6 +13,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -148,6 +149,12 @@ def _parse_policies(raw: Any) -> frozenset[str]:
             raise InvalidSpec("InvalidSpec", "spec.managementPolicies: '*' stands alone")
         return frozenset(POLICIES)
     return frozenset(v for v in values if v in POLICIES)
+
+
+def rfc3339(epoch_seconds: float) -> str:
+    """An epoch time as people and `kubectl describe` read it: 2026-12-01T10:00:01.123Z (UTC)."""
+    moment = datetime.fromtimestamp(epoch_seconds, UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 def canonical_json(value: Any) -> str:
@@ -301,6 +308,7 @@ class Pending:
             "hostIP": self.host_ip,
             "endpoint": self.endpoint,
             "since": round(self.since, 3),
+            "sinceTime": rfc3339(self.since),
             "attempts": self.attempts,
         }
 

@@ -21,6 +21,7 @@ from .model import (
     Observed,
     Pending,
     Wait,
+    rfc3339,
 )
 
 MAX_LOGS = 20
@@ -199,13 +200,17 @@ def build(
         (line for n in seen.nodes.values() for line in n.logs), key=lambda line: (line.timestamp, line.node)
     )
     logs = list(previous.get("logs") or []) + [
-        {"node": line.node, "timestamp": line.timestamp, "message": line.message} for line in new_logs
+        {"node": line.node, "timestamp": line.timestamp, "time": rfc3339(line.timestamp / 1e6), "message": line.message}
+        for line in new_logs
     ]
     cursors = dict(memory.cursors)
     for n in seen.nodes.values():
         if n.cursor:
             cursors[n.name] = n.cursor
-    cursors = {k: v for k, v in cursors.items() if k in endpoints or k in members}
+    # Cursors of nodes that are neither in spec nor members are stale (removed nodes): dropped. Without
+    # the master's list, the nodes last known as members keep theirs.
+    known = spec.names | (set(members) if seen.members is not None else set(endpoints))
+    cursors = {k: v for k, v in cursors.items() if k in known}
     return {
         "observedGeneration": gen,
         "phase": phase,

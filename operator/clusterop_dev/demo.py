@@ -4,13 +4,24 @@ Starts the local control plane (etcd, kube-apiserver, kube-controller-manager), 
 5 Cloudify Manager machines and the operator as a separate process; applies the sample
 ManagerCluster from deploy/samples/ (its nodes pointed at the simulated machines), shows the
 cluster forming (status and events) as it happens, scales 3 -> 5 -> 3 (the last step removes the
-master), changes the config, then tears everything down.
+master), changes the config, shows `kubectl mgrc status`, then tears everything down.
+
+Ctrl-C tears down promptly at any point. The terminal sends SIGINT to its whole foreground process
+group, so the demo runs as two processes: this one, in the terminal's group, only waits and
+forwards the first SIGINT (or SIGTERM) to a worker started in a session of its own; the worker and
+its children (control plane, simulator, operator) never see the terminal's signal, and the worker
+tears down in order: the resource first (while the operator still runs to release its finalizer),
+then the operator, the simulator and the control plane.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import csv
+import os
+import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -54,6 +65,7 @@ class Narrator:
         self.clusters, self.name = clusters, name
         self.last_line = ""
         self.seen_events: set[tuple[str, str, str]] = set()
+        self.timeline: list[tuple[float, int, int]] = []  # (seconds, nodes online, nodes desired)
 
     def poll(self) -> dict[str, Any]:
         status = self.clusters.status(self.name) if self.clusters.exists(self.name) else {}
@@ -63,6 +75,9 @@ class Narrator:
             f"phase={status.get('phase', '-'):<13} ready={conds.get('Ready', '-'):<5} "
             f"leader={status.get('leader') or '-':<10} nodes={status.get('nodeSummary', '-'):<4} {nodes}"
         )
+        online = sum(1 for n in status.get("nodes") or [] if n.get("online") and n.get("member"))
+        desired = len(((self.clusters.get(self.name) or {}).get("spec") or {}).get("nodes") or []) if status else 0
+        self.timeline.append((round(time.monotonic() - T0, 2), online, desired))
         if line != self.last_line:
             say(line)
             self.last_line = line
@@ -84,11 +99,43 @@ class Narrator:
         raise SystemExit(f"demo: {self.name} did not become Ready within {timeout:.0f}s")
 
 
+WORKER_ENV = "CLUSTEROP_DEMO_WORKER"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--keep", action="store_true", help="keep everything running at the end (Ctrl-C to stop)")
     p.add_argument("--samples", type=Path, default=SAMPLES, help="folder holding the sample (deploy/samples)")
+    p.add_argument("--timeline", type=Path, help="write seconds,online,desired of every look to this CSV file")
     args = p.parse_args(argv)
+    if os.environ.get(WORKER_ENV) != "1":
+        return supervise(sys.argv[1:] if argv is None else argv)
+    try:
+        return run(args)
+    except KeyboardInterrupt:
+        say("Interrupted; torn down")
+        return 130
+
+
+def supervise(argv: list[str]) -> int:
+    """Run the demo in a worker of its own session; forward the first SIGINT/SIGTERM to it alone."""
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "clusterop_dev.demo", *argv], env={**os.environ, WORKER_ENV: "1"}, start_new_session=True
+    )
+    forwarded = False
+
+    def forward(signum: int, _frame: object) -> None:
+        nonlocal forwarded
+        if not forwarded and worker.poll() is None:
+            forwarded = True
+            worker.send_signal(signal.SIGINT)
+
+    signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGTERM, forward)
+    return worker.wait()
+
+
+def run(args: argparse.Namespace) -> int:
     sample, secrets = load_sample(args.samples)
     name, ns = sample["metadata"]["name"], sample["metadata"].get("namespace", "default")
     say("Starting the local control plane (etcd, kube-apiserver, kube-controller-manager)")
@@ -101,50 +148,80 @@ def main(argv: list[str] | None = None) -> int:
             with OperatorProcess(bed.kubeconfig, resync_seconds=10, log_level="info") as op:
                 say(f"Operator started (pid {op.proc.pid if op.proc else '?'}; log {op.log_path})")
                 clusters = Clusters(api, ns)
-                for secret in secrets:
-                    data = {k: str(v) for k, v in (secret.get("stringData") or {}).items()}
-                    clusters.put_secret(secret["metadata"]["name"], data)
-                nodes = node_specs(sim.machines)
-                body = copy.deepcopy(sample)
-                body["metadata"].pop("namespace", None)
-                body["spec"]["nodes"] = nodes[:3]
-                clusters.create(body)
-                say(f"Applied the sample ManagerCluster {ns}/{name} with 3 nodes; watching it form")
                 narrator = Narrator(clusters, name)
-                narrator.until_ready()
-                say("Scaling up to 5 nodes")
-                clusters.set_nodes(name, nodes)
-                narrator.until_ready()
-                leader = clusters.status(name)["leader"]
-                keep = [n for n in nodes if n["name"] != leader][-3:]
-                say(f"Scaling down to 3 nodes, removing the master {leader} too: {[n['name'] for n in keep]}")
-                clusters.set_nodes(name, keep)
-                narrator.until_ready(timeout=90)
-                config = {**(sample["spec"].get("config") or {}), "demo_setting": "changed"}
-                say(f"Changing spec.config to {config}")
-                clusters.patch(name, {"spec": {"config": config}})
-                narrator.until_ready()
-                managers = sim.clusters()
-                say(
-                    f"The simulator's view: {len(managers)} cluster, {managers[0]['bootstraps']} bootstrap, "
-                    f"master {managers[0]['master']}, settings {managers[0]['settings']}"
-                )
-                if args.keep:
-                    say("Keeping everything up; Ctrl-C to tear down")
-                    try:
+                try:
+                    for secret in secrets:
+                        data = {k: str(v) for k, v in (secret.get("stringData") or {}).items()}
+                        clusters.put_secret(secret["metadata"]["name"], data)
+                    nodes = node_specs(sim.machines)
+                    body = copy.deepcopy(sample)
+                    body["metadata"].pop("namespace", None)
+                    body["spec"]["nodes"] = nodes[:3]
+                    clusters.create(body)
+                    say(f"Applied the sample ManagerCluster {ns}/{name} with 3 nodes; watching it form")
+                    narrator.until_ready()
+                    say("Scaling up to 5 nodes")
+                    clusters.set_nodes(name, nodes)
+                    narrator.until_ready()
+                    leader = clusters.status(name)["leader"]
+                    keep = [n for n in nodes if n["name"] != leader][-3:]
+                    say(f"Scaling down to 3 nodes, removing the master {leader} too: {[n['name'] for n in keep]}")
+                    clusters.set_nodes(name, keep)
+                    narrator.until_ready(timeout=90)
+                    config = {**(sample["spec"].get("config") or {}), "demo_setting": "changed"}
+                    say(f"Changing spec.config to {config}")
+                    clusters.patch(name, {"spec": {"config": config}})
+                    narrator.until_ready()
+                    managers = sim.clusters()
+                    say(
+                        f"The simulator's view: {len(managers)} cluster, {managers[0]['bootstraps']} bootstrap, "
+                        f"master {managers[0]['master']}, settings {managers[0]['settings']}"
+                    )
+                    show_plugin_status(bed.kubeconfig, ns, name)
+                    if args.keep:
+                        say("Keeping everything up; Ctrl-C to tear down")
                         while True:
                             narrator.poll()
                             time.sleep(1)
-                    except KeyboardInterrupt:
-                        pass
-                say("Tearing down: deleting the resource (deletionPolicy Orphan leaves the managers alone)")
-                clusters.delete(name)
-                deadline = time.monotonic() + 30
-                while clusters.exists(name) and time.monotonic() < deadline:
-                    time.sleep(0.2)
+                except KeyboardInterrupt:
+                    say("Ctrl-C")
+                finally:
+                    if args.timeline:
+                        write_timeline(args.timeline, narrator.timeline)
+                    tear_down(clusters, name)
         say("Stopped the operator and the simulator")
     say("Stopped the control plane. Done.")
     return 0
+
+
+def show_plugin_status(kubeconfig: Path, namespace: str, name: str) -> None:
+    say(f"kubectl mgrc status {name} -n {namespace}:")
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+    command = [sys.executable, "-m", "clusterop.plugin.cli", "status", name, "-n", namespace]
+    subprocess.run(command, env=env, check=False)
+
+
+def write_timeline(path: Path, timeline: list[tuple[float, int, int]]) -> None:
+    with open(path, "w", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(["seconds", "online", "desired"])
+        out.writerows(timeline)
+    say(f"Wrote the formation timeline to {path}")
+
+
+def tear_down(clusters: Clusters, name: str) -> None:
+    """The resource goes first, while the operator runs to release its finalizer; a second Ctrl-C
+    is not delivered here (the supervisor forwards only the first)."""
+    say("Tearing down: deleting the resource (deletionPolicy Orphan leaves the managers alone)")
+    if clusters.exists(name):
+        clusters.delete(name)
+    deadline = time.monotonic() + 30
+    while clusters.exists(name) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if clusters.exists(name):
+        say(f"The resource {name} is still there after 30s: its finalizer was not released")
+    else:
+        say("The resource is gone (the operator released its finalizer)")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@ the keys that changed, and conditions keep their transition time while unchanged
 
 from __future__ import annotations
 
-from clusterop.model import ClusterSpec, Member, Memory, NodeKind, NodeSeen, Observed, Pending
+from clusterop.model import ClusterSpec, LogLine, Member, Memory, NodeKind, NodeSeen, Observed, Pending
 from clusterop.status import build, memory_of, merge_patch
 
 SPEC = ClusterSpec.parse(
@@ -65,3 +65,41 @@ def test_memory_reads_back_what_status_keeps() -> None:
     memory = memory_of(st)
     assert memory.leader == "n1"
     assert memory.endpoints == {"n1": "http://127.0.0.1:9001", "n2": "http://127.0.0.1:9002"}
+
+
+def test_times_are_readable_next_to_the_epoch_values() -> None:
+    memory = Memory(pending=Pending("join", "n2", since=1796119201.5))
+    seen = Observed(
+        nodes={
+            "n1": NodeSeen("n1", NodeKind.MASTER, logs=(LogLine("n1", 1796119201123456, "node joined"),), cursor="c1"),
+            "n2": NodeSeen("n2", NodeKind.REPLICA),
+        },
+        members=MEMBERS,
+        master="n1",
+    )
+    st = build(previous={}, spec=SPEC, seen=seen, memory=memory, actions=(), executed=None, now="T1")
+    assert st["pending"]["since"] == 1796119201.5
+    assert st["pending"]["sinceTime"] == "2026-12-01T10:00:01.500Z"
+    assert st["logs"] == [
+        {"node": "n1", "timestamp": 1796119201123456, "time": "2026-12-01T10:00:01.123Z", "message": "node joined"}
+    ]
+    assert Pending.from_status(st["pending"]) == memory.pending  # the readable copy is never read back
+
+
+def test_log_cursors_of_removed_nodes_are_pruned() -> None:
+    # n3 was a member (it has a cursor and an endpoint in the last status) and is now gone from the
+    # spec and from the master's list: its cursor goes; those of n1 and n2 stay.
+    previous = {
+        "nodes": [{"name": "n3", "endpoint": "http://127.0.0.1:9003", "member": True}],
+        "logCursors": {"n1": "a", "n2": "b", "n3": "c"},
+    }
+    st = build(
+        previous=previous, spec=SPEC, seen=READY, memory=memory_of(previous), actions=(), executed=None, now="T1"
+    )
+    assert st["logCursors"] == {"n1": "a", "n2": "b"}
+    # Without the master's list nothing says n3 left: its cursor is kept.
+    blind = Observed(nodes={"n1": NodeSeen("n1", NodeKind.UNREACHABLE, "refused")})
+    st = build(
+        previous=previous, spec=SPEC, seen=blind, memory=memory_of(previous), actions=(), executed=None, now="T1"
+    )
+    assert st["logCursors"] == {"n1": "a", "n2": "b", "n3": "c"}
