@@ -135,12 +135,14 @@ class ArgoCD:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         (self.dir / "tmp").mkdir(parents=True, exist_ok=True)
         (self.dir / "gnupg").mkdir(mode=0o700, exist_ok=True)
+        (self.dir / "gpg-keys").mkdir(exist_ok=True)  # the repo-server exits without its key source folder
         self.env = {
             **os.environ,
             "PATH": f"{self.bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
             "KUBECONFIG": str(kubeconfig),
             "ARGOCD_FAKE_IN_CLUSTER": "true",
             "ARGOCD_GNUPGHOME": str(self.dir / "gnupg"),
+            "ARGOCD_GPG_DATA_PATH": str(self.dir / "gpg-keys"),
             "TMPDIR": str(self.dir / "tmp"),
         }
 
@@ -253,6 +255,9 @@ class ArgoCD:
             ("server", self.server_port),
         ):
             self._wait(name, port)
+        time.sleep(1)  # a component that exits right after binding its port is caught here
+        dead = [name for name, alive in self.alive().items() if not alive]
+        assert not dead, "\n".join(f"{name} exited:\n{self.tail(name)}" for name in dead)
         return self
 
     def alive(self) -> dict[str, bool]:
