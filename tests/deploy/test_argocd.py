@@ -1,6 +1,8 @@
-"""deploy/argocd/ run as Argo CD runs it: health.lua and the actions under a Lua 5.1 interpreter
-(lupa's lua51, as gopher-lua is 5.1), driven by health_test.yaml and actions/action_test.yaml in
-the format of Argo CD's resource_customizations, plus the manifests beside them."""
+"""deploy/argocd/ run by Argo CD's own engine: `argocd admin settings resource-overrides` (health,
+list-actions, run-action) of the pinned Argo CD (`make argocd`) reads the generated
+deploy/argocd/argocd-cm.yaml, so a stale generated file fails as surely as a wrong script, on every
+case of health_test.yaml and actions/action_test.yaml (the format of Argo CD's
+resource_customizations); plus the manifests beside them."""
 
 from __future__ import annotations
 
@@ -10,55 +12,19 @@ from typing import Any
 import pytest
 import yaml
 
-from .deploytools import REPO, argocd_cm_text, kustomize, load_all
+from argocd.argocdtools import Overrides, argocd_binary
 
-lua51 = pytest.importorskip("lupa.lua51", reason="lupa without a Lua 5.1 runtime")
+from .deploytools import REPO, argocd_cm_text, kustomize, load_all
 
 ARGOCD = REPO / "deploy" / "argocd"
 HEALTH_TESTS = yaml.safe_load((ARGOCD / "health_test.yaml").read_text())["tests"]
 ACTION_TESTS = yaml.safe_load((ARGOCD / "actions" / "action_test.yaml").read_text())["actionTests"]
 
 
-def to_lua(rt: Any, value: Any) -> Any:
-    """JSON-like Python -> Lua, as Argo CD hands `obj` over: maps and arrays (1-based) as tables."""
-    if isinstance(value, dict):
-        table = rt.table()
-        for k, v in value.items():
-            if v is not None:
-                table[k] = to_lua(rt, v)
-        return table
-    if isinstance(value, list):
-        table = rt.table()
-        for i, v in enumerate(value, start=1):
-            table[i] = to_lua(rt, v)
-        return table
-    return value
-
-
-def from_lua(value: Any, like: Any = None) -> Any:
-    """Lua -> JSON-like Python. Numbers come back as floats (Lua 5.1 has only doubles); an empty
-    table takes the shape of what it replaced, as Argo CD's cleanReturnedObj does."""
-    if lua51.lua_type(value) == "table":
-        items = list(value.items())
-        if not items:
-            return [] if isinstance(like, list) else {}
-        keys = [k for k, _ in items]
-        if all(isinstance(k, int) for k in keys) and sorted(keys) == list(range(1, len(keys) + 1)):
-            old = like if isinstance(like, list) else []
-            return [from_lua(value[i], old[i - 1] if i <= len(old) else None) for i in range(1, len(keys) + 1)]
-        old_map = like if isinstance(like, dict) else {}
-        return {str(k): from_lua(v, old_map.get(k)) for k, v in items}
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
-
-
-def run_lua(script: Path, obj: dict[str, Any]) -> Any:
-    rt = lua51.LuaRuntime(unpack_returned_tuples=False)
-    # Argo CD's VM opens only the safe base libraries; no io/os for our scripts either.
-    rt.execute("io = nil; os = nil; require = nil; dofile = nil; loadfile = nil")
-    rt.globals()["obj"] = to_lua(rt, obj)
-    return rt.execute(script.read_text())
+@pytest.fixture(scope="module")
+def overrides() -> Overrides:
+    """Argo CD's engine reading deploy/argocd/argocd-cm.yaml (the binary is built if missing)."""
+    return Overrides(argocd_binary())
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -66,14 +32,9 @@ def load(path: Path) -> dict[str, Any]:
     return data
 
 
-def test_interpreter_is_lua_5_1():
-    assert lua51.LuaRuntime().eval("_VERSION") == "Lua 5.1"
-
-
 @pytest.mark.parametrize("case", HEALTH_TESTS, ids=[Path(t["inputPath"]).stem for t in HEALTH_TESTS])
-def test_health(case: dict[str, Any]):
-    obj = load(ARGOCD / case["inputPath"])
-    result = from_lua(run_lua(ARGOCD / "health.lua", obj))
+def test_health(overrides: Overrides, case: dict[str, Any]):
+    result = overrides.health(ARGOCD / case["inputPath"])
     assert result == {"status": case["healthStatus"]["status"], "message": case["healthStatus"]["message"]}
 
 
@@ -89,9 +50,8 @@ def test_every_testdata_file_is_used():
 
 
 @pytest.mark.parametrize("case", ACTION_TESTS, ids=[f"{t['action']}-{Path(t['inputPath']).stem}" for t in ACTION_TESTS])
-def test_action(case: dict[str, Any]):
-    obj = load(ARGOCD / "actions" / case["inputPath"])
-    result = from_lua(run_lua(ARGOCD / "actions" / case["action"] / "action.lua", obj), like=obj)
+def test_action(overrides: Overrides, case: dict[str, Any]):
+    result = overrides.run_action(ARGOCD / "actions" / case["inputPath"], case["action"])
     assert result == load(ARGOCD / "actions" / case["expectedOutputPath"])
 
 
@@ -103,12 +63,11 @@ def test_action(case: dict[str, Any]):
         ("managercluster-suspended.yaml", True, False),
     ],
 )
-def test_discovery_offers_the_action_that_applies(fixture: str, suspend_disabled: bool, resume_disabled: bool):
-    obj = load(ARGOCD / "actions" / "testdata" / fixture)
-    actions = from_lua(run_lua(ARGOCD / "actions" / "discovery.lua", obj))
-    assert set(actions) == {"suspend", "resume"}
-    assert actions["suspend"]["disabled"] is suspend_disabled
-    assert actions["resume"]["disabled"] is resume_disabled
+def test_discovery_offers_the_action_that_applies(
+    overrides: Overrides, fixture: str, suspend_disabled: bool, resume_disabled: bool
+):
+    actions = overrides.list_actions(ARGOCD / "actions" / "testdata" / fixture)
+    assert actions == {"suspend": suspend_disabled, "resume": resume_disabled}
 
 
 def test_health_agrees_with_the_operators_pause_annotation():
