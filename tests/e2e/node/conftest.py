@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 from kubernetes import client
 from kubernetes.client import ApiClient
-from nodetools import DEPLOYMENT, OPERATOR_NS, kubectl, the_ready_pod
+from nodetools import DEPLOYMENT, OPERATOR_NS, kubectl, the_leader_pod
 
 collect_ignore_glob = [] if os.environ.get("E2E_CLUSTER") == "node" else ["test_*.py"]
 
@@ -27,4 +27,4 @@ def restore_operator(core: client.CoreV1Api) -> Iterator[None]:
     yield
     kubectl("apply", "--server-side", "--force-conflicts", "-k", "hack/kind")
     kubectl("-n", OPERATOR_NS, "rollout", "status", f"deployment/{DEPLOYMENT}", "--timeout=180s")
-    the_ready_pod(core)
+    the_leader_pod(core)

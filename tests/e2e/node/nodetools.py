@@ -41,11 +41,26 @@ def ready_pods(core: client.CoreV1Api, namespace: str, selector: str = SELECTOR)
     ]
 
 
-def the_ready_pod(core: client.CoreV1Api, namespace: str = OPERATOR_NS, timeout: float = 120) -> Any:
-    pods = wait_for(lambda: ready_pods(core, namespace) or None, timeout=timeout, interval=0.5,
-                    message=f"a ready operator pod in {namespace}")  # fmt: skip
-    assert len(pods) == 1, [p.metadata.name for p in pods]
-    return pods[0]
+def the_leader_pod(
+    core: client.CoreV1Api, namespace: str = OPERATOR_NS, timeout: float = 120, other_than: Any = None
+) -> Any:
+    """The ready operator pod that holds the leader-election Lease (deploy/ runs two replicas; only
+    the holder runs passes). Its identity is its pod name (POD_ID). `other_than`: a pod whose
+    successor is wanted (a deleted or restarted leader's name may linger in the Lease until it expires)."""
+    leases = client.CoordinationV1Api(core.api_client)
+
+    def leader() -> Any:
+        holders = {lease.spec.holder_identity for lease in leases.list_namespaced_lease(namespace).items}
+        return next(
+            (
+                p
+                for p in ready_pods(core, namespace)
+                if p.metadata.name in holders and (other_than is None or p.metadata.uid != other_than.metadata.uid)
+            ),
+            None,
+        )
+
+    return wait_for(leader, timeout=timeout, interval=0.5, message=f"a ready operator pod leading in {namespace}")
 
 
 def container_cgroup(pod: Any, controller: str = "memory", container: str = "operator") -> Path:

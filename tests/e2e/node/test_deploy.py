@@ -25,7 +25,7 @@ from nodetools import (
     kubectl,
     read_int,
     restarts,
-    the_ready_pod,
+    the_leader_pod,
 )  # fmt: skip
 
 from clusterop.simulator.harness import SimulatorControl
@@ -82,7 +82,7 @@ def test_deploy_default_with_only_the_image_set(
         shutil.rmtree(overlay)
     kubectl("-n", OPERATOR_NS, "rollout", "status", f"deployment/{DEPLOYMENT}", "--timeout=180s")
     assert not any(a.startswith("--resync-seconds") for a in deployment_args())  # deploy/default's own args
-    pod = the_ready_pod(core)
+    pod = the_leader_pod(core)
     assert pod.spec.containers[0].image == IMAGE
     assert_runs_as_users_deploy_it(core, pod, 256 * 2**20)
     # And it works: a cluster of the in-cluster simulator, reached through its Service, forms.
@@ -107,7 +107,7 @@ def test_helm_install(core: client.CoreV1Api, namespace: str) -> None:
             "--set", f"watchNamespaces={{{namespace}}}", "--wait", "--timeout=180s",
         )  # fmt: skip
         assert "STATUS: deployed" in done
-        pod = the_ready_pod(core, release_ns)
+        pod = the_leader_pod(core, release_ns)
         assert pod.spec.containers[0].image == IMAGE
         assert_runs_as_users_deploy_it(core, pod, 256 * 2**20)
     finally:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from kubernetes import client
-from nodetools import DEPLOYMENT, OPERATOR_NS, container_cgroup, kubectl, read_int, ready_pods, restarts, the_ready_pod
+from nodetools import DEPLOYMENT, OPERATOR_NS, container_cgroup, kubectl, read_int, restarts, the_leader_pod
 
 from clusterop.simulator.harness import SimulatorControl
 from clusterop_dev.harness import GROUP, PLURAL, VERSION, Clusters, manager_cluster, node_specs, wait_for
@@ -34,17 +34,15 @@ def manager_writes(sim: SimulatorControl, machines: list[dict[str, Any]]) -> int
 
 
 def replacement_of(core: client.CoreV1Api, old: Any, timeout: float = 180) -> Any:
-    return wait_for(
-        lambda: next((p for p in ready_pods(core, OPERATOR_NS) if p.metadata.uid != old.metadata.uid), None),
-        timeout=timeout, interval=0.5, message=f"a ready operator pod replacing {old.metadata.name}",
-    )  # fmt: skip
+    """The pod that leads after `old` was deleted or restarted (the standby replica, or a new pod)."""
+    return the_leader_pod(core, timeout=timeout, other_than=old)
 
 
 def test_pod_deleted_mid_formation_bootstraps_once(
     sim: SimulatorControl, machines: Machines, clusters: Clusters, core: client.CoreV1Api
 ) -> None:
     ms = machines(3)
-    pod = the_ready_pod(core)
+    pod = the_leader_pod(core)
     sim.set_delays(join_delay=4.0)  # joins are slow: the pod dies between bootstrap and Ready
     try:
         clusters.create(manager_cluster("midway", node_specs(ms)))
@@ -68,7 +66,7 @@ def test_rollout_restart_changes_nothing_on_the_managers(
     clusters.create(manager_cluster("steady", node_specs(ms)))
     clusters.wait_ready("steady", timeout=60)
     writes = manager_writes(sim, ms)
-    old = the_ready_pod(core)
+    old = the_leader_pod(core)
     kubectl("-n", OPERATOR_NS, "rollout", "restart", f"deployment/{DEPLOYMENT}")
     kubectl("-n", OPERATOR_NS, "rollout", "status", f"deployment/{DEPLOYMENT}", "--timeout=180s")
     new = replacement_of(core, old)
@@ -91,7 +89,7 @@ def test_liveness_probe_restarts_a_stalled_operator(
         {"op": "replace", "path": "/spec/template/spec/containers/0/livenessProbe/periodSeconds", "value": 2},
         {"op": "replace", "path": "/spec/template/spec/containers/0/livenessProbe/failureThreshold", "value": 2},
     ]  # fmt: skip
-    old = the_ready_pod(core)
+    old = the_leader_pod(core)
     kubectl("-n", OPERATOR_NS, "patch", "deployment", DEPLOYMENT, "--type=json", f"--patch={json.dumps(patch)}")
     kubectl("-n", OPERATOR_NS, "rollout", "status", f"deployment/{DEPLOYMENT}", "--timeout=180s")
     pod = replacement_of(core, old)
@@ -114,7 +112,7 @@ def test_liveness_probe_restarts_a_stalled_operator(
 def test_memory_stays_under_the_limit_through_100_formations(
     sim: SimulatorControl, machines: Machines, clusters: Clusters, core: client.CoreV1Api
 ) -> None:
-    pod = the_ready_pod(core)
+    pod = the_leader_pod(core)
     cgroup = container_cgroup(pod)
     limit = read_int(cgroup / "memory.limit_in_bytes")
     custom = client.CustomObjectsApi(core.api_client)
