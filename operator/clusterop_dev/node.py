@@ -44,11 +44,10 @@ from clusterop_dev.testbed import (
     _free_ports,
     _kubeconfig,
     _process_alive,
-    _raise_stop,
     _read_pid,
-    _Stop,
     _write_private,
     control_plane_binaries,
+    serve,
 )
 
 __all__ = ["NODE_NAME", "NodeCluster", "cleanup_host", "host_leftovers", "host_snapshot", "load_image", "node_binaries"]
@@ -645,34 +644,7 @@ MARKER = "clusterop_dev.node"
 
 def _cmd_run(args: argparse.Namespace) -> int:
     folder: Path = args.dir.resolve()
-    folder.mkdir(parents=True, exist_ok=True)
-    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(s, _raise_stop)
-    (folder / "pid").write_text(f"{os.getpid()}\n")
-    cluster = NodeCluster(workdir=folder / "run", kubeconfig_path=folder / "kubeconfig")
-    try:
-        cluster.start()
-        (folder / "ready").write_text(f"{cluster.server}\n")
-        print(f"export KUBECONFIG={cluster.kubeconfig}", flush=True)
-        while True:
-            time.sleep(1)
-            dead = [c for c in cluster._children.values() if not c.alive()]
-            if dead:
-                _say(f"{dead[0].name} exited unexpectedly; stopping the cluster (logs kept in {folder / 'run'})")
-                cluster.stop(keep=True)
-                return 1
-    except _Stop as e:
-        _say(f"Stopping the cluster signal={e}")
-        cluster.stop()
-        return 0
-    except TestBedError as e:
-        _say(str(e))
-        return 1
-    finally:
-        cluster.stop(keep=True)
-        for name in ("ready", "pid"):
-            with contextlib.suppress(FileNotFoundError):
-                (folder / name).unlink()
+    return serve(folder, NodeCluster(workdir=folder / "run", kubeconfig_path=folder / "kubeconfig"), "cluster")
 
 
 def _cmd_up(args: argparse.Namespace) -> int:

@@ -737,20 +737,13 @@ def _read_pid(folder: Path) -> int | None:
         return None
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
-    """Foreground: start, print the export line, hold the children until a signal."""
-    folder: Path = args.dir.resolve()
+def serve(folder: Path, bed: TestBed, what: str) -> int:
+    """Foreground: start `bed`, print the export line, hold its children until a signal or until one
+    of them dies. `folder` holds the pid and ready files that `up`, `down` and `status` read."""
     folder.mkdir(parents=True, exist_ok=True)
     for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(s, _raise_stop)
     (folder / "pid").write_text(f"{os.getpid()}\n")
-    bed = TestBed(
-        workdir=folder / "run",
-        kubeconfig_path=folder / "kubeconfig",
-        audit=args.audit,
-        binaries=args.binaries,
-        controller_manager=not args.no_controller_manager,
-    )
     try:
         bed.start()
         (folder / "ready").write_text(f"{bed.server}\n")
@@ -759,20 +752,33 @@ def _cmd_run(args: argparse.Namespace) -> int:
             time.sleep(1)
             dead = [c for c in bed._children.values() if not c.alive()]
             if dead:
-                _say(f"{dead[0].name} exited unexpectedly; stopping the control plane")
+                _say(f"{dead[0].name} exited unexpectedly; stopping the {what} (logs kept in {bed.dir})")
                 bed.stop(keep=True)
                 return 1
     except _Stop as e:
-        _say(f"Stopping the control plane signal={e}")
+        _say(f"Stopping the {what} signal={e}")
         bed.stop()
         return 0
-    except TestBedError:
+    except TestBedError as e:
+        _say(str(e))
         return 1
     finally:
         bed.stop(keep=True)  # no-op after a clean stop
         for name in ("ready", "pid"):
             with contextlib.suppress(FileNotFoundError):
                 (folder / name).unlink()
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    folder: Path = args.dir.resolve()
+    bed = TestBed(
+        workdir=folder / "run",
+        kubeconfig_path=folder / "kubeconfig",
+        audit=args.audit,
+        binaries=args.binaries,
+        controller_manager=not args.no_controller_manager,
+    )
+    return serve(folder, bed, "control plane")
 
 
 def _cmd_up(args: argparse.Namespace) -> int:
