@@ -38,6 +38,12 @@ def replacement_of(core: client.CoreV1Api, old: Any, timeout: float = 180) -> An
     return the_leader_pod(core, timeout=timeout, other_than=old)
 
 
+def pod_metrics(pod: Any) -> str:
+    """The operator pod's own /metrics, read inside the pod (its image has python, not curl)."""
+    read = "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:9090/metrics').read().decode())"
+    return kubectl("-n", OPERATOR_NS, "exec", pod.metadata.name, "-c", "operator", "--", "python", "-c", read)
+
+
 def test_pod_deleted_mid_formation_bootstraps_once(
     sim: SimulatorControl, machines: Machines, clusters: Clusters, core: client.CoreV1Api
 ) -> None:
@@ -71,8 +77,18 @@ def test_rollout_restart_changes_nothing_on_the_managers(
     kubectl("-n", OPERATOR_NS, "rollout", "status", f"deployment/{DEPLOYMENT}", "--timeout=180s")
     new = replacement_of(core, old)
     assert new.metadata.name != old.metadata.name
-    # The new pod has taken the cluster over: a pass of it has run (its log names the object).
-    wait_for(lambda: clusters.ns in kubectl("-n", OPERATOR_NS, "logs", new.metadata.name), timeout=60, interval=1)
+    # The new leader has taken the cluster over: a pass of it has run, which its per-cluster gauge
+    # shows (set after every pass; the old pods' gauges went with them).
+    labels = {f'namespace="{clusters.ns}"', 'name="steady"'}
+
+    def took_over() -> bool:
+        return any(
+            line.startswith("clusterop_cluster_ready{") and line.endswith("} 1.0")
+            and labels <= set(line[line.index("{") + 1 : line.rindex("}")].split(","))
+            for line in pod_metrics(new).splitlines()
+        )  # fmt: skip
+
+    wait_for(took_over, timeout=90, interval=1, message=f"clusterop_cluster_ready of steady on {new.metadata.name}")
     assert clusters.is_ready("steady")
     assert manager_writes(sim, ms) == writes
     assert formed(sim, ms)[0]["bootstraps"] == 1
