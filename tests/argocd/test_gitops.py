@@ -24,15 +24,21 @@ Obj = dict[str, Any]
 def test_syncs_and_turns_healthy_only_when_the_cluster_is_ready(gitops: GitOps):
     g = gitops
     g.create_application()
-    # Before the operator runs, wave 1 is applied and Argo CD waits on the ManagerCluster.
-    # (Missing until wave 1 is applied.)
+    # Before the operator runs: wave 1 (the ManagerCluster, Missing until then) is applied, and
+    # the sync operation ends there: Argo CD waits for health between waves, not after the last.
+    # The Application stays Progressing on the ManagerCluster's health alone.
     st = g.wait_app(
-        lambda st: st if g.cluster_health(st).get("status") not in (None, "Missing") else None,
-        message="the ManagerCluster's health",
+        lambda st: (
+            st
+            if g.cluster_health(st).get("status") not in (None, "Missing")
+            and (st.get("operationState") or {}).get("phase") not in (None, "Running")
+            else None
+        ),
+        message="the sync to apply the ManagerCluster",
     )
+    assert st["operationState"]["phase"] == "Succeeded", st["operationState"]
     assert g.cluster_health(st) == {"status": "Progressing", "message": "Waiting for the operator to report status"}
     assert st["health"]["status"] == "Progressing"
-    assert st["operationState"]["phase"] == "Running"
     assert g.manager_writes() == 0
 
     g.start_operator()
