@@ -135,10 +135,19 @@ def test_an_invalid_spec_is_refused_and_argocd_shows_why(gitops: GitOps):
     assert g.clusters.get(g.name)["metadata"]["generation"] == live["metadata"]["generation"]
     assert g.manager_writes() == writes
 
-    # Back to the valid spec: a new commit, synced once the failed operation is terminated.
-    g.commit_cluster("Revert the invalid hostIP", nodes)
+    # Back to the valid spec: a new commit. The live object already matches it, so Argo CD shows it
+    # Synced at once and auto-sync has nothing to do; the failed operation, still retrying the
+    # invalid revision, is terminated and a sync of the revert run through argocd-server, as a
+    # user would to clear it.
+    revert = g.commit_cluster("Revert the invalid hostIP", nodes)
+    g.wait_app(
+        lambda st: (st.get("sync") or {}).get("revision") == revert and st["sync"]["status"] == "Synced",
+        message="the revert to show Synced",
+    )
     if (g.status().get("operationState") or {}).get("phase") == "Running":
         g.argocd.cli("app", "terminate-op", g.app_name)
+    g.wait_app(lambda st: (st.get("operationState") or {}).get("phase") != "Running", message="the operation to end")
+    g.argocd.cli("app", "sync", g.app_name, "--async")
     g.wait_settled()
     assert g.manager_writes() == writes
 
