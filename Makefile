@@ -49,8 +49,8 @@ unit: venv ## Unit tests only (no control plane)
 	$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
 
 .PHONY: test
-test: venv controlplane ## The whole test suite: unit, simulator, control plane, e2e, then e2e-node (CI runs this)
-	$(VENV)/bin/pytest --ignore=tests/argocd $(PYTEST_ARGS)  # tests/argocd: make e2e-argocd (not passing yet, docs/argocd.md)
+test: venv controlplane ## The whole test suite: unit, simulator, control plane, e2e, Argo CD, then e2e-node (CI runs this)
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
 	@$(MAKE) --no-print-directory e2e-node
 
 .PHONY: run

@@ -268,6 +268,11 @@ class ArgoCD:
             proc = self.procs.pop(name, None)
             if proc is not None:
                 stop_process(proc)
+        # The repo-server's gpg starts a gpg-agent that daemonizes (its parent is then init): ask
+        # the agent of this GNUPGHOME, and only it, to exit.
+        subprocess.run(
+            ["gpgconf", "--homedir", str(self.dir / "gnupg"), "--kill", "gpg-agent"], capture_output=True, check=False
+        )
 
     def cli(self, *args: str) -> str:
         """The argocd CLI against this argocd-server (plaintext, no auth)."""

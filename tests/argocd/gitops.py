@@ -4,9 +4,9 @@ pointed at it, and what the tests judge by: Argo CD's own Application status, th
 and the simulated managers.
 
 One difference from a real cluster, said once: the test bed has no node, so the operator's
-Deployment cannot run a pod; it is left out of the repository and the operator runs as a host
-process with the token of the ServiceAccount that Argo CD synced (so the synced RBAC is what it
-runs with).
+Deployment cannot run a pod; it and its PodDisruptionBudget are left out of the repository and the
+operator runs as a host process, as the Deployment runs it, with the token of the ServiceAccount
+that Argo CD synced (so the synced RBAC is what it runs with).
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ T = TypeVar("T")
 WRITES = ("POST", "PUT", "PATCH", "DELETE")
 APP = ("argoproj.io", "v1alpha1", "applications")
 CLUSTER_FILE = "app/managercluster.yaml"
+# What exists only for the operator's pod, left out of the repository on a bed with no node.
+POD_ONLY = ("Deployment", "PodDisruptionBudget")
 
 
 class GitOps:
@@ -65,8 +67,9 @@ class GitOps:
 
     def _render(self) -> tuple[list[Obj], Obj]:
         """deploy/argocd/app as Argo CD renders it, in this test's own namespaces, minus the
-        Deployment (no node here: the operator runs as a process)."""
-        objs = [o for o in kustomize("deploy/argocd/app") if o["kind"] != "Deployment"]
+        Deployment and the PodDisruptionBudget of its pod (no node here: the operator runs as a
+        process, and a budget for pods that never exist never turns Healthy)."""
+        objs = [o for o in kustomize("deploy/argocd/app") if o["kind"] not in POD_ONLY]
         objs = relocate(objs, operator_ns=self.operator_ns, watched_ns=self.watched_ns, suffix=self.suffix)
         for o in objs:
             if o["kind"] == "Namespace" and o["metadata"]["name"] == WATCHED_NS:
@@ -155,7 +158,7 @@ class GitOps:
 
     def start_operator(self) -> OperatorProcess:
         """Once Argo CD synced its ServiceAccount (wave 0), run the operator with that account's
-        token, watching the ManagerClusters' namespace, where the Deployment would have run."""
+        token as the Deployment runs it: every namespace, under a Lease in its own namespace."""
         sa = "cloudify-cluster-operator"
 
         def synced() -> bool:
@@ -171,7 +174,12 @@ class GitOps:
         token = self.testbed.create_token(self.operator_ns, sa)
         kubeconfig = self.testbed.kubeconfig_for_token(token, self.dir / "operator.kubeconfig")
         self.operator = OperatorProcess(
-            kubeconfig, [self.watched_ns], resync_seconds=2.0, log_path=self.dir / "operator.log"
+            kubeconfig,
+            (),
+            resync_seconds=2.0,
+            log_path=self.dir / "operator.log",
+            extra_args=["--leader-elect"],
+            env={"POD_NAMESPACE": self.operator_ns, "POD_ID": f"cloudify-cluster-operator{self.suffix}"},
         ).start()
         return self.operator
 

@@ -24,15 +24,21 @@ Obj = dict[str, Any]
 def test_syncs_and_turns_healthy_only_when_the_cluster_is_ready(gitops: GitOps):
     g = gitops
     g.create_application()
-    # Before the operator runs, wave 1 is applied and Argo CD waits on the ManagerCluster.
-    # (Missing until wave 1 is applied.)
+    # Before the operator runs: wave 1 (the ManagerCluster, Missing until then) is applied, and
+    # the sync operation ends there: Argo CD waits for health between waves, not after the last.
+    # The Application stays Progressing on the ManagerCluster's health alone.
     st = g.wait_app(
-        lambda st: st if g.cluster_health(st).get("status") not in (None, "Missing") else None,
-        message="the ManagerCluster's health",
+        lambda st: (
+            st
+            if g.cluster_health(st).get("status") not in (None, "Missing")
+            and (st.get("operationState") or {}).get("phase") not in (None, "Running")
+            else None
+        ),
+        message="the sync to apply the ManagerCluster",
     )
+    assert st["operationState"]["phase"] == "Succeeded", st["operationState"]
     assert g.cluster_health(st) == {"status": "Progressing", "message": "Waiting for the operator to report status"}
     assert st["health"]["status"] == "Progressing"
-    assert st["operationState"]["phase"] == "Running"
     assert g.manager_writes() == 0
 
     g.start_operator()
@@ -129,10 +135,19 @@ def test_an_invalid_spec_is_refused_and_argocd_shows_why(gitops: GitOps):
     assert g.clusters.get(g.name)["metadata"]["generation"] == live["metadata"]["generation"]
     assert g.manager_writes() == writes
 
-    # Back to the valid spec: a new commit, synced once the failed operation is terminated.
-    g.commit_cluster("Revert the invalid hostIP", nodes)
+    # Back to the valid spec: a new commit. The live object already matches it, so Argo CD shows it
+    # Synced at once and auto-sync has nothing to do; the failed operation, still retrying the
+    # invalid revision, is terminated and a sync of the revert run through argocd-server, as a
+    # user would to clear it.
+    revert = g.commit_cluster("Revert the invalid hostIP", nodes)
+    g.wait_app(
+        lambda st: (st.get("sync") or {}).get("revision") == revert and st["sync"]["status"] == "Synced",
+        message="the revert to show Synced",
+    )
     if (g.status().get("operationState") or {}).get("phase") == "Running":
         g.argocd.cli("app", "terminate-op", g.app_name)
+    g.wait_app(lambda st: (st.get("operationState") or {}).get("phase") != "Running", message="the operation to end")
+    g.argocd.cli("app", "sync", g.app_name, "--async")
     g.wait_settled()
     assert g.manager_writes() == writes
 
