@@ -835,10 +835,14 @@ def _cmd_down(args: argparse.Namespace) -> int:
             _say(f"The supervisor did not stop in time; killing pid={pid}")
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
-    # Children die with the supervisor (PDEATHSIG); this catches any the kernel could not.
+    # Children die with the supervisor (PDEATHSIG); this catches any the kernel could not, and waits
+    # until they are gone: "down" means nothing of it runs any more.
     for child in _recorded_children(folder):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(child, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while any(True for _ in _recorded_children(folder)) and time.monotonic() < deadline:
+        time.sleep(0.05)
     for name in ("ready", "pid", "kubeconfig", "supervisor.log"):
         with contextlib.suppress(FileNotFoundError):
             (folder / name).unlink()
