@@ -22,6 +22,7 @@ from . import handlers, memory, metrics, redact
 from .client import make_session
 from .kube import Kube
 from .leader import Elector, LeaseConfig, default_identity, default_namespace
+from .pacing import PacingSettings
 from .reconciler import Reconciler, Settings
 
 log = logging.getLogger("clusterop.cli")
@@ -163,11 +164,13 @@ def main(argv: list[str] | None = None) -> int:
         steady_session=steady_session,
         pool=fanout,
         settings=Settings(
-            resync_seconds=args.resync_seconds,
             request_timeout=(args.connect_timeout, args.request_timeout),
-            # First re-look 50 ms after a write, then 1.6x longer each time up to 2 s: a node ready
-            # after 0.3 s is seen at ~0.33 s rather than ~0.42 s; a slow one costs ~2 looks more.
-            fast_first=0.05,
+            pacing=PacingSettings(
+                resync_seconds=args.resync_seconds,
+                # First re-look 50 ms after a write, then 1.6x longer each time up to 2 s: a node ready
+                # after 0.3 s is seen at ~0.33 s rather than ~0.42 s; a slow one costs ~2 looks more.
+                fast_first=0.05,
+            ),
         ),
         observer=metrics.observe_request,
         fence=elector.holds if elector is not None else (lambda: True),

@@ -21,7 +21,7 @@ from typing import Any
 import aiohttp
 import kopf
 
-from . import metrics, status
+from . import metrics, pacing, status
 from .kube import ConflictError, Kube, NotFoundError
 from .leader import Elector
 from .model import GROUP, PAUSE_ANNOTATION, PLURAL, VERSION
@@ -214,8 +214,7 @@ async def _run_pass(
         metrics.RECONCILE_ERRORS.inc()
         log.exception("Reconcile failed namespace=%s name=%s", *key)
         state.forget()  # re-read status from the apiserver next time
-        state.streak += 1
-        return Outcome({}, [], float(min(60.0, 2 ** min(state.streak, 6))))
+        return Outcome({}, [], pacing.after_crash(state.pacing))
     for event in outcome.events:
         kopf.event(body, type=event.type, reason=event.reason, message=event.message)
         if event.type == "Warning":

@@ -13,18 +13,17 @@ import binascii
 import hashlib
 import logging
 import os
-import random
 import tempfile
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 import requests
 
-from . import errors, planner, status
+from . import errors, pacing, planner, status
 from .client import Connection, Credentials, ManagerClient, Observer
 from .errors import InvalidSpec
 from .executor import Executor
@@ -45,6 +44,7 @@ from .model import (
     Wait,
     Write,
 )
+from .pacing import Pacing, PacingSettings
 
 __all__ = ["Event", "ObjectState", "Outcome", "Reconciler", "Settings"]
 
@@ -69,7 +69,7 @@ class Outcome:
 class ObjectState:
     """Per-object memory of the running process (not crash-safe: pacing and skipping work only)."""
 
-    streak: int = 0  # consecutive passes waiting on something
+    pacing: Pacing = field(default_factory=Pacing)  # how soon to look again
     last_status: dict[str, Any] | None = None  # status at `resource_version`, as last read or written
     resource_version: str | None = None
     last_problems: frozenset[str] = frozenset()  # problems whose Events were posted
@@ -85,11 +85,8 @@ class ObjectState:
 
 @dataclass(frozen=True)
 class Settings:
-    resync_seconds: float = 30.0
     request_timeout: tuple[float, float] = (2.0, 5.0)
-    fast_first: float = 0.1  # first re-look while something is in flight
-    fast_max: float = 2.0
-    error_max: float = 60.0
+    pacing: PacingSettings = field(default_factory=PacingSettings)
 
 
 def _now_iso() -> str:
@@ -147,8 +144,10 @@ class Reconciler:
         if steady_key is not None and state.steady_key == steady_key and not deleting:
             # The leader's list is what it was on the last pass, which wrote nothing, and nobody
             # has touched the object since (same resourceVersion): so would this pass.
-            state.streak = 0
-            return Outcome({}, [], self._resync(), ready=True, members_online=len(seen.members or ()))
+            state.pacing.streak = 0
+            return Outcome(
+                {}, [], pacing.resync(self.settings.pacing), ready=True, members_online=len(seen.members or ())
+            )
         memory = replace(memory, pending=planner.settle(memory.pending, seen))
         now = self.clock()
         actions = (planner.plan_deletion if deleting else planner.plan)(spec, seen, memory, now)
@@ -161,7 +160,7 @@ class Reconciler:
             if result.held is not None and result.written is None:
                 # Someone else moved, or this process is not the leader: observe again, write nothing.
                 state.forget()
-                return Outcome({}, [], self.settings.fast_first, resource_version=version)
+                return Outcome({}, [], self.settings.pacing.fast_first, resource_version=version)
             memory, written, version = result.memory, result.written, result.resource_version
             events.extend(result.events)
             executed = first if result.sent else None
@@ -219,9 +218,7 @@ class Reconciler:
         events = []
         if previous.get("error") != e.message:
             events.append(Event("Warning", e.reason, e.message))
-        state.streak += 1
-        delay = min(30.0, 1.0 * 2 ** min(state.streak - 1, 5))
-        return Outcome(status.merge_patch(previous, desired), events, delay)
+        return Outcome(status.merge_patch(previous, desired), events, pacing.after_refusal(state.pacing))
 
     # -- secrets --------------------------------------------------------------------------
 
@@ -373,24 +370,16 @@ class Reconciler:
     def _pace(
         self, state: ObjectState, desired: Mapping[str, Any], executed: Write | None, actions: tuple[Action, ...]
     ) -> float:
-        s = self.settings
-        if executed is not None:
-            state.streak = 0
-            return s.fast_first
         in_flight = desired.get("pending") is not None or any(
             isinstance(a, Wait) and a.reason in status.PROGRESS_WAITS for a in actions
         )
-        if in_flight:
-            state.streak += 1
-            return float(min(s.fast_max, s.fast_first * 1.6 ** (state.streak - 1)))
-        if desired["phase"] in ("Ready", "Paused"):
-            state.streak = 0
-            return self._resync()
-        state.streak += 1
-        return float(min(s.error_max, s.resync_seconds, 1.0 * 2 ** min(state.streak - 1, 6)))
-
-    def _resync(self) -> float:
-        return self.settings.resync_seconds * random.uniform(0.9, 1.1)
+        return pacing.next_look(
+            state.pacing,
+            self.settings.pacing,
+            wrote=executed is not None,
+            in_flight=in_flight,
+            settled=desired["phase"] in ("Ready", "Paused"),
+        )
 
     @staticmethod
     def _problem_events(state: ObjectState, desired: Mapping[str, Any], spec: ClusterSpec) -> list[Event]:

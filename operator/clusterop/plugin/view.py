@@ -205,9 +205,7 @@ def render_plan(s: Mapping[str, Any], paint: Paint) -> str:
         lines.append(f"{head} (generation {s['generation']}):")
     progressing = next((c for c in s["conditions"] if c["type"] == "Progressing"), None)
     if s["paused"]:
-        lines.append(
-            paint("  Paused: the operator changes nothing until `kubectl mgrc resume`; it would:", "yellow")
-        )
+        lines.append(paint("  Paused: the operator changes nothing until `kubectl mgrc resume`; it would:", "yellow"))
     if s["inFlight"]:
         f = s["inFlight"]
         lines.append(f"  Waiting on: {f['op']} {f['node']} sent {duration(f['forSeconds'])} ago ({f['sinceTime']})")
