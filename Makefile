@@ -10,14 +10,19 @@ STAMP := $(VENV)/.installed
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-20s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-$(STAMP): pyproject.toml
+# The dev set-up: both distributions, editable (the operator with its test and dev extras, and the
+# simulator from simulator/), and dev/ on the venv's path through a .pth file: the dev tooling
+# (clusterop_dev: test bed, node, harness, demo, bench) is found by tests, make and every
+# `python -m clusterop_dev.*` child process, and is never built into a wheel.
+$(STAMP): pyproject.toml simulator/pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e ./simulator -e '.[dev]'
+	@echo "$(CURDIR)/dev" >"$$($(PY) -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/clusterop-dev.pth"
 	@touch $@
 
 .PHONY: venv
-venv: $(STAMP) ## Create .venv and install the package with test and dev extras
+venv: $(STAMP) ## Create .venv: the operator (test and dev extras) and the simulator, editable; dev/ on its path
 
 .PHONY: controlplane
 controlplane: ## Build (or reuse) etcd, kube-apiserver, kube-controller-manager v1.37.2 into the cache
@@ -41,7 +46,7 @@ testbed-status: ## Say whether the local control plane runs and answers
 
 .PHONY: lint
 lint: venv ## ruff and mypy (strict)
-	$(VENV)/bin/ruff check operator tests hack
+	$(VENV)/bin/ruff check operator simulator dev tests hack
 	$(VENV)/bin/mypy
 
 .PHONY: unit

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Load the manager simulator: many machines, many clusters, sustained request rate.
 
-Starts `cloudify-manager-sim` (via clusterop.simulator.harness) on loopback with --machines N,
+Starts `cloudify-manager-sim` (via cloudify_manager_sim.harness) on loopback with --machines N,
 optionally forms clusters of 3 machines, then drives authenticated GETs (GET /api/v3/cluster
 and GET /api/v3/cluster/nodes, round-robin over every machine) from an aiohttp client with a
 bounded concurrency for a bounded duration and a bounded request count. Prints a JSON report:
@@ -23,7 +23,7 @@ from typing import Any
 
 import aiohttp
 
-from clusterop.simulator.harness import SimulatorProcess
+from cloudify_manager_sim.harness import SimulatorProcess
 
 AUTH = "Basic " + base64.b64encode(b"admin:admin").decode()
 

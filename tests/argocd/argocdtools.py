@@ -21,7 +21,7 @@ from typing import Any
 import requests
 import yaml
 
-from clusterop.simulator.harness import stop_process
+from cloudify_manager_sim.harness import stop_process
 
 REPO = Path(__file__).resolve().parents[2]
 ARGOCD_CM = REPO / "deploy" / "argocd" / "argocd-cm.yaml"

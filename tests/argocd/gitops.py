@@ -21,7 +21,7 @@ from kubernetes import client
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
-from clusterop.simulator.harness import SimulatorProcess
+from cloudify_manager_sim.harness import SimulatorProcess
 from clusterop_dev.harness import Clusters, OperatorProcess, node_specs, wait_for
 from clusterop_dev.testbed import Cluster
 from deploy.deploytools import WATCHED_NS, kustomize, load_all, relocate

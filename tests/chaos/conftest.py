@@ -18,7 +18,7 @@ import pytest
 import requests
 from kubernetes.client import ApiClient
 
-from clusterop.simulator.harness import SimulatorProcess
+from cloudify_manager_sim.harness import SimulatorProcess
 from clusterop_dev.harness import Clusters, OperatorProcess
 from clusterop_dev.testbed import Cluster
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from clusterop.simulator.harness import SimulatorProcess
+from cloudify_manager_sim.harness import SimulatorProcess
 from clusterop_dev.testbed import Cluster
 
 from .conftest import LEAKS, PARALLEL, SEED, TRIALS

@@ -16,7 +16,7 @@ from kubernetes import client
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
-from clusterop.simulator.harness import SimulatorProcess
+from cloudify_manager_sim.harness import SimulatorProcess
 from clusterop_dev.harness import REPO, Clusters, OperatorProcess, manager_cluster, node_specs, wait_for
 from clusterop_dev.testbed import Cluster
 

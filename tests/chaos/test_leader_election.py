@@ -31,7 +31,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client import ApiClient
 
-from clusterop.simulator.harness import SimulatorProcess
+from cloudify_manager_sim.harness import SimulatorProcess
 from clusterop_dev.harness import Clusters, OperatorProcess, manager_cluster, node_specs, wait_for
 from clusterop_dev.testbed import Cluster
 

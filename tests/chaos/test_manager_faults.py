@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from clusterop.simulator.harness import SimulatorProcess
+from cloudify_manager_sim.harness import SimulatorProcess
 from clusterop_dev.harness import Clusters, OperatorProcess, manager_cluster, wait_for
 
 from .conftest import SIM_DELAYS

@@ -16,7 +16,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client import ApiClient
 
-from clusterop.simulator.harness import SimulatorControl, SimulatorProcess
+from cloudify_manager_sim.harness import SimulatorControl, SimulatorProcess
 from clusterop_dev.harness import Clusters, OperatorProcess
 from clusterop_dev.testbed import Cluster
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from clusterop.simulator.harness import SimulatorControl as SimulatorProcess
+from cloudify_manager_sim.harness import SimulatorControl as SimulatorProcess
 from clusterop_dev.harness import Clusters, OperatorProcess, manager_cluster, node_specs, wait_for
 
 pytestmark = pytest.mark.e2e

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from clusterop.simulator.harness import SimulatorControl
+from cloudify_manager_sim.harness import SimulatorControl
 from clusterop_dev.harness import Clusters, OperatorProcess, manager_cluster, node_specs, wait_for
 from clusterop_dev.testbed import Cluster
 

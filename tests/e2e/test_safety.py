@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from clusterop.simulator.harness import SimulatorControl as SimulatorProcess
+from cloudify_manager_sim.harness import SimulatorControl as SimulatorProcess
 from clusterop_dev.harness import (
     GROUP,
     PLURAL,

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from clusterop.simulator.harness import SimulatorProcess
+from cloudify_manager_sim.harness import SimulatorProcess
 from clusterop_dev.harness import Clusters, OperatorProcess, manager_cluster, node_specs
 
 pytestmark = pytest.mark.e2e

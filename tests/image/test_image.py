@@ -26,7 +26,7 @@ import pytest
 import requests
 from kubernetes.client import ApiClient
 
-from clusterop.simulator.harness import SimulatorControl
+from cloudify_manager_sim.harness import SimulatorControl
 from clusterop_dev.harness import Clusters, Timeout, manager_cluster, node_specs, wait_for
 from clusterop_dev.testbed import Cluster
 

@@ -18,7 +18,7 @@ import requests
 import yaml
 from kubernetes.client import ApiClient
 
-from clusterop.simulator.harness import SimulatorProcess, stop_process
+from cloudify_manager_sim.harness import SimulatorProcess, stop_process
 from clusterop_dev.harness import Clusters, OperatorProcess, manager_cluster, node_specs, wait_for
 from clusterop_dev.testbed import Cluster
 

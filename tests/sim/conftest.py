@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from clusterop.simulator.harness import SimulatorProcess
+from cloudify_manager_sim.harness import SimulatorProcess
 
 from .support import FAILOVER, JOIN, START, Manager
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import requests
 
-from clusterop.simulator.harness import SimulatorProcess
+from cloudify_manager_sim.harness import SimulatorProcess
 
 START, JOIN, FAILOVER = 0.05, 0.05, 0.3
 ADMIN = ("admin", "admin")

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import requests
 
-from clusterop.simulator.harness import SimulatorProcess
+from cloudify_manager_sim.harness import SimulatorProcess
 
 from .support import FAILOVER, Manager, bootstrap, form, new_key, wait_for
 

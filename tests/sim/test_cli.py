@@ -11,7 +11,7 @@ from collections.abc import Callable
 import pytest
 import requests
 
-from clusterop.simulator.harness import SimulatorProcess
+from cloudify_manager_sim.harness import SimulatorProcess
 
 from .support import Manager, form, new_key
 
@@ -21,7 +21,7 @@ OwnSim = Callable[..., SimulatorProcess]
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_announces_one_json_line_and_exits_0_on_signal(sig: signal.Signals) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "clusterop.simulator.cli", "--machines", "4", "--port", "0"],
+        [sys.executable, "-m", "cloudify_manager_sim.cli", "--machines", "4", "--port", "0"],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -54,7 +54,7 @@ def test_harness_stop_returns_the_exit_code() -> None:
 
 def test_bad_users_option_is_a_usage_error() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "clusterop.simulator.cli", "--users", "admin:admin:root"],
+        [sys.executable, "-m", "cloudify_manager_sim.cli", "--users", "admin:admin:root"],
         capture_output=True,
         text=True,
         timeout=30,
@@ -146,7 +146,7 @@ def test_deploy_manifests_match_the_cli() -> None:
 
     import yaml
 
-    from clusterop.simulator.cli import build_parser, options_from
+    from cloudify_manager_sim.cli import build_parser, options_from
 
     root = Path(__file__).resolve().parents[2] / "deploy" / "simulator"
     deployment = yaml.safe_load((root / "deployment.yaml").read_text())

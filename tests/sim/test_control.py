@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from clusterop.simulator.harness import SimulatorError, SimulatorProcess
+from cloudify_manager_sim.harness import SimulatorError, SimulatorProcess
 
 from .support import Manager, bootstrap, form, join, new_key, wait_for
 

@@ -12,11 +12,11 @@ from typing import Any, cast
 
 import pytest
 
+from cloudify_manager_sim.harness import SimulatorProcess
 from clusterop.client import Connection, Credentials, ManagerClient, make_session
 from clusterop.executor import Executor, Held
 from clusterop.kube import Kube
 from clusterop.model import Bootstrap, ClusterSpec, Configure, Memory
-from clusterop.simulator.harness import SimulatorProcess
 
 from .fakekube import FakeKube
 

@@ -28,7 +28,7 @@ from nodetools import (
     the_leader_pod,
 )  # fmt: skip
 
-from clusterop.simulator.harness import SimulatorControl
+from cloudify_manager_sim.harness import SimulatorControl
 from clusterop_dev.harness import REPO, Clusters, manager_cluster, node_specs
 
 pytestmark = pytest.mark.e2e

@@ -14,7 +14,7 @@ import pytest
 from kubernetes import client
 from nodetools import DEPLOYMENT, OPERATOR_NS, container_cgroup, kubectl, read_int, restarts, the_leader_pod
 
-from clusterop.simulator.harness import SimulatorControl
+from cloudify_manager_sim.harness import SimulatorControl
 from clusterop_dev.harness import GROUP, PLURAL, VERSION, Clusters, manager_cluster, node_specs, wait_for
 
 pytestmark = pytest.mark.e2e

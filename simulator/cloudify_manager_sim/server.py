@@ -22,9 +22,9 @@ from typing import Any, Literal
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
-from clusterop.simulator.api import Api, ApiError, ApiRequest, Reply, internal_error
-from clusterop.simulator.config import Options
-from clusterop.simulator.state import Machine, Registry
+from cloudify_manager_sim.api import Api, ApiError, ApiRequest, Reply, internal_error
+from cloudify_manager_sim.config import Options
+from cloudify_manager_sim.state import Machine, Registry
 
 FaultKind = Literal["500", "reset", "reset-after", "hang", "badjson"]
 FAULT_KINDS: tuple[FaultKind, ...] = ("500", "reset", "reset-after", "hang", "badjson")
@@ -117,7 +117,7 @@ class Simulator:
         self._server = _TrackingServer(
             self._serve_machine, self, handler_cancellation=True, access_log=None, keepalive_timeout=75
         )
-        from clusterop.simulator.control import Control  # control imports this module's types
+        from cloudify_manager_sim.control import Control  # control imports this module's types
 
         self._control_app = Control(self)
         self._control_server = web.Server(self._control_app.handle, access_log=None)

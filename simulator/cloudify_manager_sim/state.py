@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from clusterop.simulator.config import Behaviour, Delays
+from cloudify_manager_sim.config import Behaviour, Delays
 
 
 class NodeState(enum.Enum):

@@ -20,7 +20,7 @@ from kubernetes import client
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
-from clusterop.simulator.harness import stop_process
+from cloudify_manager_sim.harness import stop_process
 
 GROUP, VERSION, PLURAL = "cloudify.co", "v1alpha1", "managerclusters"
 REPO = Path(__file__).resolve().parents[2]

@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from clusterop.simulator.config import parse_users
-from clusterop.simulator.state import Cluster, NodeState
+from cloudify_manager_sim.config import parse_users
+from cloudify_manager_sim.state import Cluster, NodeState
 
 if TYPE_CHECKING:
-    from clusterop.simulator.server import Endpoint, Simulator
+    from cloudify_manager_sim.server import Endpoint, Simulator
 
 PREFIX = "/control"
 
@@ -82,7 +82,7 @@ class Control:
                 endpoint.latency = _number(body, "seconds")
                 return self._machine(endpoint)
             case "POST", ["machines", host_ip, "faults"]:
-                from clusterop.simulator.server import FAULT_KINDS, Fault
+                from cloudify_manager_sim.server import FAULT_KINDS, Fault
 
                 endpoint = self._endpoint(host_ip)
                 kind = str(body.get("kind"))

@@ -9,8 +9,8 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from clusterop.simulator.config import DEFAULT_USERS, Behaviour, Delays, Options, parse_users
-from clusterop.simulator.server import Simulator
+from cloudify_manager_sim.config import DEFAULT_USERS, Behaviour, Delays, Options, parse_users
+from cloudify_manager_sim.server import Simulator
 
 
 def _delay(text: str) -> float:

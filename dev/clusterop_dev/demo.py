@@ -29,7 +29,7 @@ from typing import Any
 
 import yaml
 
-from clusterop.simulator.harness import SimulatorProcess
+from cloudify_manager_sim.harness import SimulatorProcess
 from clusterop_dev.harness import REPO, Clusters, OperatorProcess, apply_crd, node_specs
 from clusterop_dev.testbed import TestBed
 

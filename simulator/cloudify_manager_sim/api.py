@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from clusterop.simulator.config import Behaviour, User
-from clusterop.simulator.state import BUSY, CLUSTERED, Cluster, Machine, NodeState, Registry, parse_cursor
+from cloudify_manager_sim.config import Behaviour, User
+from cloudify_manager_sim.state import BUSY, CLUSTERED, Cluster, Machine, NodeState, Registry, parse_cursor
 
 API_ROOT = "/api/v3/cluster"
 NODES = API_ROOT + "/nodes"

@@ -160,7 +160,7 @@ class SimulatorProcess(SimulatorControl):
         startup_timeout: float = 60.0,
         request_timeout: float = 10.0,
     ) -> None:
-        args = [sys.executable, "-m", "clusterop.simulator.cli", "--machines", str(machines), "--host", host]
+        args = [sys.executable, "-m", "cloudify_manager_sim.cli", "--machines", str(machines), "--host", host]
         for flag, value in (
             ("--start-delay", start_delay),
             ("--join-delay", join_delay),

@@ -43,7 +43,7 @@ from kubernetes import client, watch
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
-from clusterop.simulator.harness import SimulatorProcess
+from cloudify_manager_sim.harness import SimulatorProcess
 from clusterop_dev.harness import GROUP, PLURAL, REPO, VERSION, OperatorProcess, apply_crd, manager_cluster, node_specs
 from clusterop_dev.testbed import TestBed
 
