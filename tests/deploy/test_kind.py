@@ -74,7 +74,10 @@ def test_in_cluster_operator_uses_the_loaded_image_at_the_suites_pace():
     assert "--all-namespaces" in c["args"] and "--resync-seconds=2" in c["args"]
     assert {"name": "POD_ID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}} in c["env"]
     (sim,) = [o for o in kustomize("deploy/simulator") if o["kind"] == "Deployment"]
-    assert sim["spec"]["template"]["spec"]["containers"][0]["image"] == c["image"]
+    assert sim["spec"]["template"]["spec"]["containers"][0]["image"] == "cloudify-manager-sim:dev"
+    script = (REPO / "hack" / "kind" / "e2e.sh").read_text()
+    assert "SIM_IMAGE=cloudify-manager-sim:dev" in script and '-t "$SIM_IMAGE" simulator' in script
+    assert '"$KIND" load docker-image "$IMAGE" "$SIM_IMAGE"' in script
 
 
 def test_script_and_workflows_parse():

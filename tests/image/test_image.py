@@ -1,7 +1,8 @@
-"""The built image, run: `make image` builds it (as CI does), then the operator and the simulator
-start from it as users' pods start them (uid 65532, read-only root filesystem, every capability
-dropped, no POD_ID or USER), against the real local control plane; and its layers hold no file of
-the build machine (its CA, the wheels, the sources).
+"""The built images, run: `make image` and `make sim-image` build them (as CI does), then the
+operator and the simulator start from their images as users' pods start them (uid 65532, read-only
+root filesystem, every capability dropped, no POD_ID or USER), against the real local control
+plane; and the operator's layers hold no file of the build machine (its CA, the wheels, the
+sources), no simulator and no dev tooling.
 
 The containers use the host's network (`--network host`): the control plane and the simulator
 listen on 127.0.0.1 only, so all traffic stays on loopback.
@@ -32,6 +33,7 @@ from clusterop_dev.testbed import Cluster
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGE = os.environ.get("IMAGE", "cloudify-cluster-operator:dev")
+SIM_IMAGE = os.environ.get("SIM_IMAGE", "cloudify-manager-sim:dev")
 UID = "65532"
 # What a restricted pod gets (deploy/manager/deployment.yaml): uid/gid 65532, read-only root, an
 # emptyDir on /tmp, no capabilities, no privilege escalation; and no environment of the host.
@@ -59,15 +61,25 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="session")
-def image() -> str:
-    """The image as `make image` builds it (offline, on the local Debian base)."""
+def _make_image(target: str, variable: str, image: str) -> str:
     if shutil.which("docker") is None or _docker("info", check=False, timeout=30).returncode != 0:
         pytest.skip("no Docker engine here (docker info failed): the image cannot be built or run")
-    done = subprocess.run(["make", "-s", "image", f"IMAGE={IMAGE}"], cwd=REPO, capture_output=True, text=True,
+    done = subprocess.run(["make", "-s", target, f"{variable}={image}"], cwd=REPO, capture_output=True, text=True,
                           timeout=1800, check=False)  # fmt: skip
-    assert done.returncode == 0, f"make image failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
-    return IMAGE
+    assert done.returncode == 0, f"make {target} failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
+    return image
+
+
+@pytest.fixture(scope="session")
+def image() -> str:
+    """The operator's image as `make image` builds it (offline, on the local Debian base)."""
+    return _make_image("image", "IMAGE", IMAGE)
+
+
+@pytest.fixture(scope="session")
+def sim_image() -> str:
+    """The simulator's own image as `make sim-image` builds it (offline, the same base)."""
+    return _make_image("sim-image", "SIM_IMAGE", SIM_IMAGE)
 
 
 class Container:
@@ -122,12 +134,12 @@ def _answers(url: str) -> bool:
 
 
 @pytest.fixture(scope="module")
-def simulator(image: str) -> Iterator[SimulatorControl]:
-    """`cloudify-manager-sim` from the image, as a restricted pod runs it; its announcement (first
-    line of its output) names its control API."""
+def simulator(sim_image: str) -> Iterator[SimulatorControl]:
+    """`cloudify-manager-sim` from its own image (its entrypoint), as a restricted pod runs it; its
+    announcement (first line of its output) names its control API."""
     port = _free_port()
-    c = Container(image, ["--machines=0", "--host=127.0.0.1", f"--port={port}", "--start-delay=0.3",
-                          "--join-delay=0.3"], entrypoint="cloudify-manager-sim")  # fmt: skip
+    c = Container(sim_image, ["--machines=0", "--host=127.0.0.1", f"--port={port}", "--start-delay=0.3",
+                              "--join-delay=0.3"])  # fmt: skip
     try:
         _wait_alive(c, lambda: _answers(f"http://127.0.0.1:{port}/control/health"), "the simulator's control API")
         announcement = json.loads(next(line for line in c.logs().splitlines() if line.startswith("{")))
@@ -228,3 +240,31 @@ def test_image_holds_no_build_time_ca_wheels_or_sources(image: str, tmp_path: Pa
         leaks += [f"{path} holds the build machine's CA" for b in bodies if b in data]
     assert seen > 1000, f"only {seen} files read from the image"
     assert not leaks, "\n".join(leaks)
+
+
+def _python_packages(image: str, tmp_path: Path) -> set[str]:
+    """The top-level names in every site-packages of every layer of the image."""
+    found = set()
+    for name, _ in _layer_files(image, tmp_path):
+        _, sep, rest = name.partition("site-packages/")
+        if sep and "/" in rest:
+            found.add(rest.split("/", 1)[0])
+    return found
+
+
+def test_operator_image_holds_the_operator_alone(image: str, tmp_path: Path):
+    """The operator's image ships `clusterop` (and its plugin), never the simulator (its code, its
+    console script, its default admin user) nor the dev tooling."""
+    packages = _python_packages(image, tmp_path)
+    assert "clusterop" in packages and "kopf" in packages, sorted(packages)
+    assert not {p for p in packages if p.startswith(("cloudify_manager_sim", "clusterop_dev"))}, sorted(packages)
+    scripts = {n.rsplit("/", 1)[1] for n, _ in _layer_files(image, tmp_path) if "/opt/venv/bin/" in "/" + n}
+    assert {"cloudify-cluster-operator", "kubectl-mgrc"} <= scripts and "cloudify-manager-sim" not in scripts
+
+
+def test_simulator_image_holds_the_simulator_alone(sim_image: str, tmp_path: Path):
+    config = json.loads(_docker("image", "inspect", "--format", "{{json .Config}}", sim_image).stdout)
+    assert config["User"] == f"{UID}:{UID}" and config["Entrypoint"] == ["cloudify-manager-sim"]
+    packages = _python_packages(sim_image, tmp_path)
+    assert "cloudify_manager_sim" in packages and "aiohttp" in packages, sorted(packages)
+    assert not {p for p in packages if p.startswith(("clusterop", "kopf", "pykube"))}, sorted(packages)
