@@ -35,20 +35,14 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from clusterop_dev.testbed import (
-    REPO_ROOT,
-    TestBed,
-    TestBedError,
-    _b64,
-    _Child,
-    _free_ports,
-    _kubeconfig,
-    _process_alive,
-    _read_pid,
-    _write_private,
-    control_plane_binaries,
-    serve,
-)
+from clusterop_dev.testbed import REPO_ROOT, TestBed, TestBedError, control_plane_binaries, serve
+from clusterop_dev.testbed.certs import b64 as _b64
+from clusterop_dev.testbed.certs import kubeconfig as _kubeconfig
+from clusterop_dev.testbed.certs import write_private as _write_private
+from clusterop_dev.testbed.processes import Child as _Child
+from clusterop_dev.testbed.processes import free_ports as _free_ports
+from clusterop_dev.testbed.processes import process_alive as _process_alive
+from clusterop_dev.testbed.processes import read_pid as _read_pid
 
 __all__ = ["NODE_NAME", "NodeCluster", "cleanup_host", "host_leftovers", "host_snapshot", "load_image", "node_binaries"]
 
