@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -21,28 +20,12 @@ from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
 from cloudify_manager_sim.harness import stop_process
+from clusterop_dev.testkit import condition, is_ready, put_secret, wait_for
 
 GROUP, VERSION, PLURAL = "cloudify.co", "v1alpha1", "managerclusters"
 REPO = Path(__file__).resolve().parents[2]
 CRD_FILE = REPO / "crds" / "cloudify.co_managerclusters.yaml"
 T = TypeVar("T")
-
-
-class Timeout(AssertionError):
-    pass
-
-
-def wait_for(what: Callable[[], T | None], timeout: float = 30.0, interval: float = 0.05, message: str = "") -> T:
-    """Poll until `what()` returns something truthy; fail with the last value otherwise."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while True:
-        last = what()
-        if last:
-            return last  # type: ignore[no-any-return]
-        if time.monotonic() > deadline:
-            raise Timeout(f"timed out after {timeout}s waiting for {message or what}: last={last!r}")
-        time.sleep(interval)
 
 
 # -- the operator as a process ------------------------------------------------------------------
@@ -197,16 +180,7 @@ class Clusters:
 
     # secrets
     def put_secret(self, name: str, data: Mapping[str, str]) -> None:
-        body = client.V1Secret(
-            metadata=client.V1ObjectMeta(name=name),
-            data={k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
-        )
-        try:
-            self.core.create_namespaced_secret(self.ns, body)
-        except ApiException as e:
-            if e.status != 409:
-                raise
-            self.core.replace_namespaced_secret(name, self.ns, body)
+        put_secret(self.core, self.ns, name, data)
 
     def put_credentials(self, name: str = "manager-admin", username: str = "admin", password: str = "admin") -> None:
         self.put_secret(name, {"username": username, "password": password})
@@ -252,17 +226,10 @@ class Clusters:
         return dict(self.get(name).get("status") or {})
 
     def condition(self, name: str, type_: str) -> dict[str, Any] | None:
-        return next((c for c in self.status(name).get("conditions") or [] if c.get("type") == type_), None)
+        return condition(self.get(name), type_)
 
     def is_ready(self, name: str) -> bool:
-        obj = self.get(name)
-        st = obj.get("status") or {}
-        ready = next((c for c in st.get("conditions") or [] if c.get("type") == "Ready"), None)
-        return bool(
-            ready
-            and ready.get("status") == "True"
-            and st.get("observedGeneration") == obj["metadata"].get("generation")
-        )
+        return is_ready(self.get(name))
 
     def wait_ready(self, name: str, timeout: float = 30.0) -> dict[str, Any]:
         wait_for(lambda: self.is_ready(name), timeout=timeout, message=f"{self.ns}/{name} to be Ready")

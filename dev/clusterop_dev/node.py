@@ -40,9 +40,9 @@ from clusterop_dev.testbed.certs import b64 as _b64
 from clusterop_dev.testbed.certs import kubeconfig as _kubeconfig
 from clusterop_dev.testbed.certs import write_private as _write_private
 from clusterop_dev.testbed.processes import Child as _Child
-from clusterop_dev.testbed.processes import free_ports as _free_ports
 from clusterop_dev.testbed.processes import process_alive as _process_alive
 from clusterop_dev.testbed.processes import read_pid as _read_pid
+from clusterop_dev.testkit import free_ports as _free_ports
 
 __all__ = ["NODE_NAME", "NodeCluster", "cleanup_host", "host_leftovers", "host_snapshot", "load_image", "node_binaries"]
 

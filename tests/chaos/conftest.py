@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import random
-import socket
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from kubernetes.client import ApiClient
 from cloudify_manager_sim.harness import SimulatorProcess
 from clusterop_dev.harness import Clusters, OperatorProcess
 from clusterop_dev.testbed import Cluster
+from clusterop_dev.testkit import free_port
 
 from .support import KEY, PASSWORD, USERS, SimView, find_secrets, kube_texts
 
@@ -55,11 +55,6 @@ def clusters(kube_api: ApiClient, namespace: str, crd: None) -> Clusters:
     c.put_key(key=KEY)
     return c
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Operators:

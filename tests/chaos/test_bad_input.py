@@ -15,7 +15,8 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 
 from cloudify_manager_sim.harness import SimulatorProcess
-from clusterop_dev.harness import Clusters, OperatorProcess, manager_cluster, wait_for
+from clusterop_dev.harness import Clusters, OperatorProcess, manager_cluster
+from clusterop_dev.testkit import wait_for
 
 from .support import KEY, PASSWORD, SimView
 

@@ -17,8 +17,9 @@ from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
 from cloudify_manager_sim.harness import SimulatorProcess
-from clusterop_dev.harness import REPO, Clusters, OperatorProcess, manager_cluster, node_specs, wait_for
+from clusterop_dev.harness import REPO, Clusters, OperatorProcess, manager_cluster, node_specs
 from clusterop_dev.testbed import Cluster
+from clusterop_dev.testkit import wait_for
 
 from .support import SimView
 

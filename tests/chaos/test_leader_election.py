@@ -32,8 +32,9 @@ from kubernetes import client
 from kubernetes.client import ApiClient
 
 from cloudify_manager_sim.harness import SimulatorProcess
-from clusterop_dev.harness import Clusters, OperatorProcess, manager_cluster, node_specs, wait_for
+from clusterop_dev.harness import Clusters, OperatorProcess, manager_cluster, node_specs
 from clusterop_dev.testbed import Cluster
+from clusterop_dev.testkit import wait_for
 
 from .conftest import SEED
 from .support import Judge, SimView, fencing_violations, term_of

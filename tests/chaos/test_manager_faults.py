@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from cloudify_manager_sim.harness import SimulatorProcess
-from clusterop_dev.harness import Clusters, OperatorProcess, manager_cluster, wait_for
+from clusterop_dev.harness import Clusters, OperatorProcess, manager_cluster
+from clusterop_dev.testkit import wait_for
 
 from .conftest import SIM_DELAYS
 from .support import PASSWORD, USERS, SimView, find_secrets, secret_forms

@@ -11,7 +11,7 @@ import pytest
 from cloudify_manager_sim.harness import SimulatorProcess
 from clusterop import errors
 from clusterop.client import Connection, Credentials, ManagerClient, make_session
-from clusterop_dev.harness import wait_for
+from clusterop_dev.testkit import wait_for
 
 KEY = base64.b64encode(b"0123456789abcdef").decode()
 

@@ -14,10 +14,9 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from kubernetes import client, config
@@ -25,6 +24,7 @@ from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
 from clusterop_dev.testbed import Cluster, TestBed, TestBedError, control_plane_version, get_json, local_mode
+from clusterop_dev.testkit import wait_for
 
 GROUP, VERSION, PLURAL, KIND = "testbed.clusterop.dev", "v1", "widgets", "Widget"
 REPLICAS_DOC = "How many widget replicas to run, from 1 to 5."
@@ -33,19 +33,7 @@ CEL_MESSAGE = "nodes must not outnumber replicas"
 
 local_only = pytest.mark.skipif(not local_mode(), reason="E2E_CLUSTER=kind: starts local control-plane processes")
 
-T = TypeVar("T")
 
-
-def wait_for(probe: Callable[[], T | None], timeout: float, what: str) -> T:
-    """Poll probe until it returns something truthy; fail with `what` after timeout seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"Timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.2)
 
 
 def gone(read: Callable[[], object]) -> bool:
@@ -136,7 +124,7 @@ def widgets(kube_api: ApiClient) -> Iterator[str]:
     name = f"{PLURAL}.{GROUP}"
     if not gone(lambda: extensions.read_custom_resource_definition(name)):
         extensions.delete_custom_resource_definition(name)
-        wait_for(lambda: gone(lambda: extensions.read_custom_resource_definition(name)), 30, "the old CRD to go")
+        wait_for(lambda: gone(lambda: extensions.read_custom_resource_definition(name)), 30, message="the old CRD")
     extensions.create_custom_resource_definition(crd_model(widget_crd()))
 
     def established() -> bool:
@@ -144,7 +132,7 @@ def widgets(kube_api: ApiClient) -> Iterator[str]:
         conditions = (status.conditions if status else None) or []
         return any(c.type == "Established" and c.status == "True" for c in conditions)
 
-    wait_for(established, 30, f"CRD {name} to be Established")
+    wait_for(established, 30, message=f"CRD {name} to be Established")
     yield name
     extensions.delete_custom_resource_definition(name)
 
@@ -175,7 +163,7 @@ def test_crd_field_descriptions_are_published_for_kubectl_explain(kube_api: ApiC
         except TestBedError:
             return {}
 
-    published = wait_for(docs, 30, f"the OpenAPI v3 document of {GROUP}/{VERSION}")
+    published = wait_for(docs, 30, message=f"the OpenAPI v3 document of {GROUP}/{VERSION}")
     assert published == {"replicas": REPLICAS_DOC, "nodes": NODES_DOC}
 
 
@@ -189,7 +177,7 @@ def test_kubectl_explain_shows_field_descriptions(testbed: Cluster, widgets: str
         )
         return done.stdout if REPLICAS_DOC in done.stdout else ""
 
-    out = wait_for(explained, 30, "kubectl explain to show the field descriptions")
+    out = wait_for(explained, 30, message="kubectl explain to show the field descriptions")
     assert NODES_DOC in out
 
 
@@ -275,7 +263,7 @@ def test_service_account_token_gets_what_its_role_grants_and_nothing_else(
                     raise
                 return True
 
-            wait_for(allowed, 10, "the Role to grant listing configmaps")
+            wait_for(allowed, 10, message="the Role to grant listing configmaps")
             nope = client.V1ConfigMap(metadata=client.V1ObjectMeta(name="nope"))
             refused = [
                 refusal(reader.list_namespaced_secret, namespace),
@@ -303,7 +291,7 @@ def test_deleted_namespace_is_gone(testbed: Cluster, kube_api: ApiClient) -> Non
     core.create_namespaced_config_map(name, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="content")))
     core.delete_namespace(name)
     # Only the namespace controller empties a Terminating namespace and removes its finalizer.
-    wait_for(lambda: gone(lambda: core.read_namespace(name)), 30, f"namespace {name} to be deleted")
+    wait_for(lambda: gone(lambda: core.read_namespace(name)), 30, message=f"namespace {name} to be deleted")
 
 
 def test_owned_configmap_is_garbage_collected_with_its_owner(
@@ -322,7 +310,7 @@ def test_owned_configmap_is_garbage_collected_with_its_owner(
     wait_for(
         lambda: gone(lambda: core.read_namespaced_config_map("owned", namespace)),
         30,
-        "the owned ConfigMap to be garbage-collected",
+        message="the owned ConfigMap to be garbage-collected",
     )
 
 

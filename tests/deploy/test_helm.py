@@ -14,8 +14,8 @@ from kubernetes import client
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
-from clusterop_dev.harness import wait_for
 from clusterop_dev.testbed import Cluster
+from clusterop_dev.testkit import wait_for
 
 from .deploytools import (
     CHART,

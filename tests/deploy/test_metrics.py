@@ -3,7 +3,6 @@ endpoint of a running operator process, after a cluster became Ready."""
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,17 +12,12 @@ import requests
 from kubernetes.client import ApiClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from clusterop_dev.harness import Clusters, OperatorProcess, manager_cluster, node_specs, wait_for
+from clusterop_dev.harness import Clusters, OperatorProcess, manager_cluster, node_specs
 from clusterop_dev.testbed import Cluster
+from clusterop_dev.testkit import free_ports, wait_for
 
 pytestmark = pytest.mark.e2e
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _samples(url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -45,7 +39,7 @@ def test_metrics_and_liveness_of_a_running_operator(
 ):
     if testbed.kind:
         pytest.skip("kind: the operator runs in-cluster, this test drives a local operator process")
-    metrics_port, liveness_port = _free_port(), _free_port()
+    metrics_port, liveness_port = free_ports(2)
     clusters = Clusters(kube_api, namespace)
     clusters.put_credentials()
     clusters.put_key()

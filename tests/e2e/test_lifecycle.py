@@ -14,7 +14,8 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 
 from cloudify_manager_sim.harness import SimulatorControl as SimulatorProcess
-from clusterop_dev.harness import Clusters, OperatorProcess, manager_cluster, node_specs, wait_for
+from clusterop_dev.harness import Clusters, OperatorProcess, manager_cluster, node_specs
+from clusterop_dev.testkit import wait_for
 
 pytestmark = pytest.mark.e2e
 Machines = Callable[[int], list[dict[str, Any]]]

@@ -3,23 +3,18 @@ when the process is dead, and recovers once passes finish again."""
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import pytest
 import requests
 
 from cloudify_manager_sim.harness import SimulatorControl
-from clusterop_dev.harness import Clusters, OperatorProcess, manager_cluster, node_specs, wait_for
+from clusterop_dev.harness import Clusters, OperatorProcess, manager_cluster, node_specs
 from clusterop_dev.testbed import Cluster
+from clusterop_dev.testkit import free_port, wait_for
 
 pytestmark = pytest.mark.e2e
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def healthy(url: str) -> bool:

@@ -16,7 +16,6 @@ import os
 import re
 import secrets
 import shutil
-import socket
 import subprocess
 import tarfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -28,8 +27,9 @@ import requests
 from kubernetes.client import ApiClient
 
 from cloudify_manager_sim.harness import SimulatorControl
-from clusterop_dev.harness import Clusters, Timeout, manager_cluster, node_specs, wait_for
+from clusterop_dev.harness import Clusters, manager_cluster, node_specs
 from clusterop_dev.testbed import Cluster
+from clusterop_dev.testkit import Timeout, free_port, free_ports, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGE = os.environ.get("IMAGE", "cloudify-cluster-operator:dev")
@@ -54,11 +54,6 @@ def _docker(*args: str, check: bool = True, timeout: float = 120) -> subprocess.
         raise AssertionError(f"docker {' '.join(args)}: {done.returncode}\n{done.stdout}\n{done.stderr}")
     return done
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _make_image(target: str, variable: str, image: str) -> str:
@@ -137,7 +132,7 @@ def _answers(url: str) -> bool:
 def simulator(sim_image: str) -> Iterator[SimulatorControl]:
     """`cloudify-manager-sim` from its own image (its entrypoint), as a restricted pod runs it; its
     announcement (first line of its output) names its control API."""
-    port = _free_port()
+    port = free_port()
     c = Container(sim_image, ["--machines=0", "--host=127.0.0.1", f"--port={port}", "--start-delay=0.3",
                               "--join-delay=0.3"])  # fmt: skip
     try:
@@ -176,7 +171,7 @@ def test_operator_from_the_image_starts_and_forms_a_cluster(
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_bytes(testbed.kubeconfig.read_bytes())
     kubeconfig.chmod(0o644)  # the container's uid is not the file's owner; the mount is read-only
-    health, metrics = _free_port(), _free_port()
+    health, metrics = free_ports(2)
     c = Container(image, [f"--namespace={namespace}", f"--liveness=http://127.0.0.1:{health}/healthz",
                           f"--metrics-port={metrics}", "--metrics-addr=127.0.0.1", "--resync-seconds=2"],
                   mounts=[f"{kubeconfig}:/kubeconfig:ro"], env={"KUBECONFIG": "/kubeconfig"})  # fmt: skip

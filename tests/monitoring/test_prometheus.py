@@ -6,7 +6,6 @@ Prometheus scrapes and evaluates every second, so the test runs in seconds, not 
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -19,8 +18,9 @@ import yaml
 from kubernetes.client import ApiClient
 
 from cloudify_manager_sim.harness import SimulatorProcess, stop_process
-from clusterop_dev.harness import Clusters, OperatorProcess, manager_cluster, node_specs, wait_for
+from clusterop_dev.harness import Clusters, OperatorProcess, manager_cluster, node_specs
 from clusterop_dev.testbed import Cluster
+from clusterop_dev.testkit import free_port, wait_for
 
 from .test_rules import dashboard_queries
 from .tools import ALERTS, tool
@@ -30,17 +30,11 @@ FOR = "3s"
 JOB = "cloudify-cluster-operator"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
 
 @pytest.fixture
 def prometheus(tmp_path: Path) -> Iterator[tuple[str, int]]:
     """(Prometheus URL, the port it scrapes the operator on)."""
-    target = _free_port()
+    target = free_port()
     rules = yaml.safe_load(ALERTS.read_text())
     for group in rules["groups"]:
         for rule in group["rules"]:
@@ -52,7 +46,7 @@ def prometheus(tmp_path: Path) -> Iterator[tuple[str, int]]:
         "scrape_configs": [{"job_name": JOB, "static_configs": [{"targets": [f"127.0.0.1:{target}"]}]}],
     }
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
-    web = _free_port()
+    web = free_port()
     log = open(tmp_path / "prometheus.log", "wb")  # noqa: SIM115 - handed to the child
     proc = subprocess.Popen(
         [str(tool("prometheus")), "--config.file=prometheus.yml", f"--storage.tsdb.path={tmp_path / 'data'}",

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import base64
 import os
-import time
-from collections.abc import Callable
 from typing import Any
 
 import requests
 
 from cloudify_manager_sim.harness import SimulatorProcess
+from clusterop_dev.testkit import wait_for
 
 START, JOIN, FAILOVER = 0.05, 0.05, 0.3
 ADMIN = ("admin", "admin")
@@ -18,18 +17,6 @@ ADMIN = ("admin", "admin")
 
 def new_key() -> str:
     return base64.b64encode(os.urandom(16)).decode()
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02) -> Any:
-    """Poll until predicate() is truthy; fail with its last value after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    value = predicate()
-    while not value:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s (last value {value!r})")
-        time.sleep(interval)
-        value = predicate()
-    return value
 
 
 class Manager:
@@ -72,7 +59,7 @@ class Manager:
         return items
 
     def wait_state(self, state: str, timeout: float = 10.0) -> dict[str, Any]:
-        return wait_for(lambda: (m := self.control())["state"] == state and m, timeout)  # type: ignore[no-any-return]
+        return wait_for(lambda: (m := self.control())["state"] == state and m, timeout, interval=0.02)
 
 
 def bootstrap(master: Manager, key: str) -> None:

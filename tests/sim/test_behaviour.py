@@ -11,8 +11,9 @@ import pytest
 import requests
 
 from cloudify_manager_sim.harness import SimulatorProcess
+from clusterop_dev.testkit import wait_for
 
-from .support import FAILOVER, Manager, bootstrap, form, new_key, wait_for
+from .support import FAILOVER, Manager, bootstrap, form, new_key
 
 Fresh = Callable[[int], list[Manager]]
 OwnSim = Callable[..., SimulatorProcess]

@@ -152,7 +152,7 @@ def test_deploy_manifests_match_the_cli() -> None:
     deployment = yaml.safe_load((root / "deployment.yaml").read_text())
     service, headless = yaml.safe_load_all((root / "service.yaml").read_text())
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
-    assert container["image"] == "cloudify-cluster-operator:dev"
+    assert container["image"] == "cloudify-manager-sim:dev"  # make sim-image
     assert container["command"] == ["cloudify-manager-sim"]
     args = [a.replace("$(POD_NAMESPACE)", "ns") for a in container["args"]]
     options = options_from(build_parser().parse_args(args))

@@ -12,8 +12,9 @@ import pytest
 import requests
 
 from cloudify_manager_sim.harness import SimulatorError, SimulatorProcess
+from clusterop_dev.testkit import wait_for
 
-from .support import Manager, bootstrap, form, join, new_key, wait_for
+from .support import Manager, bootstrap, form, join, new_key
 
 Fresh = Callable[[int], list[Manager]]
 OwnSim = Callable[..., SimulatorProcess]

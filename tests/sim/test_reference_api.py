@@ -12,7 +12,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from .support import Manager, form, new_key, wait_for
+from clusterop_dev.testkit import wait_for
+
+from .support import Manager, form, new_key
 
 CURL = shutil.which("curl")
 needs_curl = pytest.mark.skipif(CURL is None, reason="curl is not installed")
@@ -242,5 +244,5 @@ def test_success_is_200_and_errors_have_the_manager_error_body(fresh: Fresh, pat
 
 
 def test_wait_helper_reports_last_value() -> None:
-    with pytest.raises(AssertionError, match="last value 0"):
+    with pytest.raises(AssertionError, match="last=0"):
         wait_for(lambda: 0, timeout=0.05)

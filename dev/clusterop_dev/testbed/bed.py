@@ -24,8 +24,9 @@ from clusterop_dev.testbed import certs
 from clusterop_dev.testbed.access import ClusterAccess
 from clusterop_dev.testbed.binaries import control_plane_binaries
 from clusterop_dev.testbed.common import TestBedError, say
-from clusterop_dev.testbed.processes import Child, free_ports, spawn, stop_children
+from clusterop_dev.testbed.processes import Child, spawn, stop_children
 from clusterop_dev.testbed.readiness import wait_ready
+from clusterop_dev.testkit import free_ports
 
 # Writes the benchmark counts (the operator's own writes). Core group is "".
 DEFAULT_AUDIT_RESOURCES: Mapping[str, tuple[str, ...]] = {

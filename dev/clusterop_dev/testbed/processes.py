@@ -1,5 +1,5 @@
 """Child processes without orphans: start with a log and PDEATHSIG, stop in a bounded time, tell a
-live process from a recycled pid, hand out free loopback ports."""
+live process from a recycled pid."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import contextlib
 import ctypes
 import os
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -35,14 +34,6 @@ class Child:
             return ""
         return "\n".join(text[-lines:])
 
-
-def free_ports(count: int) -> list[int]:
-    """`count` distinct free TCP ports on 127.0.0.1 (every socket is held until all are picked)."""
-    with contextlib.ExitStack() as stack:
-        sockets = [stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) for _ in range(count)]
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
 
 
 def die_with_parent() -> None:

@@ -11,7 +11,8 @@ from typing import Any
 
 from kubernetes import client
 
-from clusterop_dev.harness import REPO, wait_for
+from clusterop_dev.harness import REPO
+from clusterop_dev.testkit import wait_for
 
 OPERATOR_NS = os.environ.get("E2E_OPERATOR_NAMESPACE", "cloudify-cluster-operator")
 DEPLOYMENT = "cloudify-cluster-operator"

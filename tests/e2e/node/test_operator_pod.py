@@ -15,7 +15,8 @@ from kubernetes import client
 from nodetools import DEPLOYMENT, OPERATOR_NS, container_cgroup, kubectl, read_int, restarts, the_leader_pod
 
 from cloudify_manager_sim.harness import SimulatorControl
-from clusterop_dev.harness import GROUP, PLURAL, VERSION, Clusters, manager_cluster, node_specs, wait_for
+from clusterop_dev.harness import GROUP, PLURAL, VERSION, Clusters, manager_cluster, node_specs
+from clusterop_dev.testkit import wait_for
 
 pytestmark = pytest.mark.e2e
 Machines = Callable[[int], list[dict[str, Any]]]
