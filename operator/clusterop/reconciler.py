@@ -152,15 +152,15 @@ class Reconciler:
         if step.held:  # someone else moved, or this process is not the leader: observe again
             state.forget()
             return Outcome({}, [], self.settings.pacing.fast_first, resource_version=version)
-        built = status.report(
+        problems = status.problems_of(seen, actions, spec, step.memory.pending)
+        desired = status.build(
             previous=previous, spec=spec, seen=seen, memory=step.memory, actions=actions,
-            executed=step.executed, now=_now_iso(),
+            executed=step.executed, now=_now_iso(), problems=problems,
         )  # fmt: skip
-        desired = built.status
-        state.problems_seen = frozenset(built.problems)  # committed once this pass's status write landed
+        state.problems_seen = frozenset(problems)  # committed once this pass's status write landed
         found = [
             *step.events,
-            *events.new_problems(state.last_problems, built.problems, paused=spec.paused),
+            *events.new_problems(state.last_problems, problems, paused=spec.paused),
             *events.became_ready(previous, desired, len(spec.nodes)),
         ]
         patch, written = _status_write(previous, desired, step, actions)

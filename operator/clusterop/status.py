@@ -9,7 +9,6 @@ values (`model.Problem`) until they are rendered into `error` and the Degraded c
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from .model import (
@@ -43,7 +42,6 @@ __all__ = [
     "phase_of",
     "problems_of",
     "render_problems",
-    "report",
 ]
 
 MAX_LOGS = 20
@@ -104,12 +102,6 @@ def condition(
     }
 
 
-@dataclass(frozen=True)
-class Report:
-    status: dict[str, Any]  # the whole owned status
-    problems: tuple[Problem, ...]  # the values behind status.error and the Degraded condition
-
-
 def build(
     *,
     previous: Mapping[str, Any],
@@ -119,33 +111,20 @@ def build(
     actions: tuple[Action, ...],
     executed: Action | None,
     now: str,
+    problems: Sequence[Problem] | None = None,
 ) -> dict[str, Any]:
-    """The whole owned status after a pass that reached the managers."""
-    return report(
-        previous=previous, spec=spec, seen=seen, memory=memory, actions=actions, executed=executed, now=now
-    ).status
-
-
-def report(
-    *,
-    previous: Mapping[str, Any],
-    spec: ClusterSpec,
-    seen: Observed,
-    memory: Memory,
-    actions: tuple[Action, ...],
-    executed: Action | None,
-    now: str,
-) -> Report:
-    """`build`, with the problems it found as values."""
+    """The whole owned status after a pass that reached the managers. `problems`: as
+    `problems_of` finds them, when the caller needs them too (for its Events)."""
     pending = memory.pending
     members = {m.name: m for m in seen.members or ()}
-    problems = problems_of(seen, actions, spec, pending)
+    if problems is None:
+        problems = problems_of(seen, actions, spec, pending)
     step = _step(executed, actions)
     ready = is_ready(spec, seen, memory, step)
     phase = phase_of(spec, ready, pending, step, problems)
     wanted_online = sum(1 for n in spec.nodes if n.name in members and members[n.name].online)
     planned = _planned(spec, actions)
-    doc = {
+    return {
         "observedGeneration": spec.generation,
         "phase": str(phase),
         "conditions": _conditions(
@@ -169,7 +148,6 @@ def report(
         "plannedActions": planned,
         "pending": pending.to_status() if pending else None,
     }
-    return Report(doc, tuple(problems))
 
 
 def _step(executed: Action | None, actions: Sequence[Action]) -> Write | None:

@@ -27,7 +27,7 @@ from clusterop.model import (
     Wait,
     Write,
 )
-from clusterop.status import build, memory_of, merge_patch, render_problems, report
+from clusterop.status import build, memory_of, merge_patch, problems_of, render_problems
 
 SPEC = ClusterSpec.parse(
     {
@@ -169,13 +169,12 @@ def test_problems_are_values_rendered_once_in_order() -> None:
         members=(MEMBERS[0], Member("n2", "127.1.0.2", False, False, True)),
         master="n1",
     )
-    built = report(
-        previous={}, spec=SPEC, seen=offline, memory=Memory(), actions=(split, split), executed=None, now="T1"
-    )
-    assert [p.reason for p in built.problems] == [Reason.SPLIT_BRAIN, Reason.NODE_UNREACHABLE, Reason.NODE_OFFLINE]
-    assert built.problems[1] == Problem(Reason.NODE_UNREACHABLE, "n2 is unreachable: refused; reset")
-    assert built.status["error"] == render_problems(built.problems)  # a "; " inside a message stays whole
-    degraded = next(c for c in built.status["conditions"] if c["type"] == "Degraded")
+    problems = problems_of(offline, (split, split), SPEC)
+    assert [p.reason for p in problems] == [Reason.SPLIT_BRAIN, Reason.NODE_UNREACHABLE, Reason.NODE_OFFLINE]
+    assert problems[1] == Problem(Reason.NODE_UNREACHABLE, "n2 is unreachable: refused; reset")
+    st = build(previous={}, spec=SPEC, seen=offline, memory=Memory(), actions=(split, split), executed=None, now="T1")
+    assert st["error"] == render_problems(problems)  # a "; " inside a message stays whole
+    degraded = next(c for c in st["conditions"] if c["type"] == "Degraded")
     assert degraded["reason"] == "SplitBrain" and type(degraded["reason"]) is str
 
 
