@@ -23,7 +23,7 @@ from typing import Any
 from .client import Connection, Credentials
 from .errors import InvalidSpec, Refusal
 from .kube import Kube, NotFoundError
-from .model import ClusterSpec
+from .model import ClusterSpec, NodeKind, Observed
 
 ClusterKey = tuple[str, str]  # namespace, name
 
@@ -107,6 +107,11 @@ class Materials:
             timeout=self.request_timeout,
         )
         return conn, key
+
+    def observed(self, cluster: ClusterKey, spec: ClusterSpec, seen: Observed) -> None:
+        """The managers refused the credentials: the next pass reads the Secret afresh (it may be fixed)."""
+        if any(n.kind is NodeKind.UNAUTHORIZED for n in seen.nodes.values()):
+            self.kube.forget_secret(cluster[0], spec.credentials_secret)
 
     def forget(self, cluster: ClusterKey) -> None:
         """The cluster went away: its CA file goes too, unless another cluster uses it."""

@@ -31,7 +31,7 @@ from .model import (
     Configure,
     Event,
     Memory,
-    NodeKind,
+    Observed,
     Phase,
     Policy,
     Problem,
@@ -137,15 +137,10 @@ class Reconciler:
             return Outcome({}, [], 1.0, finished="nothing removed: managementPolicies do not allow Remove")
         memory = status.memory_of(previous)
         seen = self.reader.observe(spec, replace(memory, leader=None) if deleting else memory, conn)
-        if any(n.kind is NodeKind.UNAUTHORIZED for n in seen.nodes.values()):
-            self.kube.forget_secret(cluster[0], spec.credentials_secret)  # a fixed Secret is read next pass
+        self.materials.observed(cluster, spec, seen)
         steady_key = (seen.members, spec.generation, spec.paused, spec.config_hash, version) if seen.fast else None
         if steady_key is not None and state.steady_key == steady_key and not deleting:
-            # The leader's list is what it was on the last pass, which wrote nothing, and nobody
-            # has touched the object since (same resourceVersion): so would this pass.
-            state.pacing.streak = 0
-            online = len(seen.members or ())
-            return Outcome({}, [], pacing.resync(self.settings.pacing), ready=True, members_online=online)
+            return self._unchanged(state, seen)
         memory = replace(memory, pending=planner.settle(memory.pending, seen))
         actions = (planner.plan_deletion if deleting else planner.plan)(spec, seen, memory, self.clock())
         step = self._execute(cluster, version, spec, memory, conn, key, actions)
@@ -204,6 +199,13 @@ class Reconciler:
         state.last_status = dict(fresh.get("status") or {})
         state.resource_version = str(fresh["metadata"].get("resourceVersion") or "") or None
         return fresh
+
+    def _unchanged(self, state: ObjectState, seen: Observed) -> Outcome:
+        """The leader's list is what it was on the last pass, which wrote nothing, and nobody has
+        touched the object since (same resourceVersion): so would this pass."""
+        state.pacing.streak = 0
+        online = len(seen.members or ())
+        return Outcome({}, [], pacing.resync(self.settings.pacing), ready=True, members_online=online)
 
     def _refused(
         self, previous: Mapping[str, Any], body: Mapping[str, Any], e: InvalidSpec, state: ObjectState, deleting: bool

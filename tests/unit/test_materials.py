@@ -14,7 +14,7 @@ import pytest
 from clusterop.errors import InvalidSpec
 from clusterop.kube import Kube
 from clusterop.materials import Materials
-from clusterop.model import ClusterSpec
+from clusterop.model import ClusterSpec, NodeKind, NodeSeen, Observed
 
 from .fakekube import FakeKube
 
@@ -162,3 +162,13 @@ print(conn.verify)
     path = done.stdout.strip()
     assert path.endswith(".pem"), done.stderr
     assert not os.path.exists(path) and not os.path.exists(os.path.dirname(path))
+
+
+def test_credentials_the_managers_refused_are_read_afresh_next_pass() -> None:
+    k = kube()
+    m = Materials(cast(Kube, k), (1.0, 2.0))
+    fine = Observed({"m1": NodeSeen("m1", NodeKind.MASTER)})
+    m.observed(("ns", "c"), spec(), fine)
+    assert k.forgotten == []
+    m.observed(("ns", "c"), spec(), Observed({"m1": NodeSeen("m1", NodeKind.UNAUTHORIZED, "HTTP 401: no")}))
+    assert k.forgotten == ["admin"]
