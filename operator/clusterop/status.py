@@ -20,7 +20,6 @@ from .model import (
     Memory,
     NodeKind,
     Observed,
-    Op,
     Pending,
     Phase,
     Problem,
@@ -61,9 +60,6 @@ OWNED = (
     "plannedActions",
     "pending",
 )
-#: Waits that are normal progress, not a problem to report as Degraded.
-PROGRESS_WAITS = frozenset(r for r in Reason if r.in_flight)
-PHASE_BY_OP = {op: op.phase for op in Op}
 
 
 def problems_of(
