@@ -246,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
             elector.release()
         passes.shutdown(wait=False, cancel_futures=True)
         fanout.shutdown(wait=False, cancel_futures=True)
+        reconciler.close()  # CA files
     return 0
 
 

@@ -66,6 +66,9 @@ class Connection:
     timeout: tuple[float, float] = (2.0, 5.0)  # connect, read
 
 
+#: The HTTP session type others hold (only this module imports requests).
+Session = requests.Session
+
 #: Called after every request: (endpoint name, method, HTTP status or 0, seconds).
 Observer = Callable[[str, str, int, float], None]
 

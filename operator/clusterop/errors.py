@@ -5,6 +5,7 @@ Messages never carry a secret: no encryption key, no password, no request body.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping
 from typing import Any
 
@@ -89,3 +90,19 @@ def error_for(status: int, body: Mapping[str, Any] | None) -> ApiError:
         else:
             cls = ApiError
     return cls(status, code if isinstance(code, str) else None, message)
+
+
+class Refusal(enum.StrEnum):
+    """Reasons of InvalidSpec: why a pass stopped before any manager call."""
+
+    INVALID_SPEC = "InvalidSpec"
+    SECRET_MISSING = "SecretMissing"
+    SECRET_KEY_MISSING = "SecretKeyMissing"
+    CREDENTIALS_INVALID = "CredentialsInvalid"
+    ENCRYPTION_KEY_INVALID = "EncryptionKeyInvalid"
+    TLS_INVALID = "TLSInvalid"
+
+    @property
+    def waits_for_a_secret(self) -> bool:
+        """Something not there yet (phase Pending), rather than something wrong (phase Invalid)."""
+        return self in (Refusal.SECRET_MISSING, Refusal.SECRET_KEY_MISSING)

@@ -21,10 +21,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from . import errors, failpoints, status
+from . import errors, failpoints
 from .client import Connection, ManagerClient
 from .kube import ConflictError, Kube
-from .model import Bootstrap, ClusterSpec, Configure, Event, Join, Memory, Pending, Remove, Write
+from .model import Bootstrap, ClusterSpec, Configure, Event, Join, Memory, Op, Pending, Phase, Reason, Remove, Write
 
 log = logging.getLogger("clusterop.executor")
 
@@ -68,9 +68,9 @@ class Executor:
         if not self.fence():
             return self._held(Held.NOT_LEADER, memory, ns, name, action)
         target = self._pending(action, memory, endpoints)
-        intent: dict[str, Any] = {"phase": "Configuring"}
+        intent: dict[str, Any] = {"phase": str(Phase.CONFIGURING)}
         if target is not None:
-            intent = {"pending": target.to_status(), "phase": status.PHASE_BY_OP[target.op]}
+            intent = {"pending": target.to_status(), "phase": str(target.op.phase)}
         try:
             after = self.kube.patch_status(ns, name, intent, resource_version=resource_version)
         except ConflictError:
@@ -87,8 +87,8 @@ class Executor:
             event = self._send(action, spec, endpoints, conn, key)
         except errors.ManagerError as e:
             # The request may have landed: the intent stays, the next observation settles it.
-            reason = "ConfigFailed" if isinstance(action, Configure) else f"{target.op.capitalize()}Failed"  # type: ignore[union-attr]
-            failed = Event("Warning", reason, f"{action.describe()}: {e}")
+            reason = Reason.CONFIG_FAILED if target is None else target.op.failed
+            failed = Event("Warning", str(reason), f"{action.describe()}: {e}")
             return Result(memory, sent=True, events=(failed,), written=written, resource_version=version, failed=True)
         failpoints.hit("after-write")
         if isinstance(action, Configure):
@@ -100,25 +100,29 @@ class Executor:
         if isinstance(action, Configure):
             return None  # a PATCH of settings is idempotent: resending it is harmless
         if isinstance(action, Remove):
-            return Pending("remove", action.name, endpoint=endpoints.get(action.name, ""), since=now)
+            return Pending(Op.REMOVE, action.name, endpoint=endpoints.get(action.name, ""), since=now)
         prior = memory.pending
         attempts = prior.attempts + 1 if prior is not None and prior.node == action.node.name else 1
-        op = "bootstrap" if isinstance(action, Bootstrap) else "join"
+        op = Op.BOOTSTRAP if isinstance(action, Bootstrap) else Op.JOIN
         return Pending(op, action.node.name, action.node.host_ip, action.node.endpoint, now, attempts)
 
     def _send(self, action: Write, spec: ClusterSpec, endpoints: dict[str, str], conn: Connection, key: str) -> Event:
         if isinstance(action, Configure):
             self.client(endpoints[action.master], conn).configure(spec.config)
-            return Event("Normal", "ConfigApplied", f"Applied config {spec.config_hash} on master {action.master}")
+            return Event(
+                "Normal", str(Reason.CONFIG_APPLIED), f"Applied config {spec.config_hash} on master {action.master}"
+            )
         if isinstance(action, Bootstrap):
             self.client(action.node.endpoint, conn).start(action.node.host_ip, action.node.name, key)
-            return Event("Normal", "Bootstrapping", f"Started a new cluster on {action.node.name}")
+            return Event("Normal", str(Reason.BOOTSTRAPPING), f"Started a new cluster on {action.node.name}")
         if isinstance(action, Join):
             self.client(action.node.endpoint, conn).join(action.node.host_ip, action.node.name, key, action.join_addrs)
-            return Event("Normal", "Joining", f"Asked {action.node.name} to join via {', '.join(action.join_addrs)}")
+            return Event(
+                "Normal", str(Reason.JOINING), f"Asked {action.node.name} to join via {', '.join(action.join_addrs)}"
+            )
         with contextlib.suppress(errors.NotFound):  # already gone: the next observation settles it
             self.client(endpoints[action.master], conn).remove(action.name)
-        return Event("Normal", "Removing", f"Removed {action.name} from the cluster through {action.master}")
+        return Event("Normal", str(Reason.REMOVING), f"Removed {action.name} from the cluster through {action.master}")
 
     def _held(self, why: Held, memory: Memory, ns: str, name: str, action: Write) -> Result:
         self.counts[why.value] = self.counts.get(why.value, 0) + 1

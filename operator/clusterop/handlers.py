@@ -159,6 +159,7 @@ async def reconcile_loop(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonS
         for ref in refs:
             runtime.secret_refs.get(ref, set()).discard(wake)
         runtime.last_pass.pop(key, None)
+        runtime.reconciler.forget(key)  # its CA file (a RemoveNodes deletion's passes make it again)
         metrics.forget(*key)
 
 
@@ -301,6 +302,7 @@ async def delete(body: kopf.Body, memo: kopf.Memo, retry: int, runtime: datetime
     if outcome is None:
         return
     if outcome.finished is not None:
+        shared.reconciler.forget(key)
         kopf.event(body, type="Normal", reason="Deleted", message=outcome.finished)
         return
     message = "; ".join(e.message for e in outcome.events) or "removing nodes"

@@ -11,13 +11,14 @@ import hashlib
 import ipaddress
 import json
 import re
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar, TypeGuard
 from urllib.parse import urlsplit
 
-from .errors import InvalidSpec
+from .errors import InvalidSpec, Refusal
 
 GROUP = "cloudify.co"
 VERSION = "v1alpha1"
@@ -25,9 +26,107 @@ PLURAL = "managerclusters"
 KIND = "ManagerCluster"
 PAUSE_ANNOTATION = "cloudify.co/paused"
 MAX_NODES = 32
-#: spec.managementPolicies: what the operator may do (observing is always on), after Crossplane's.
-POLICIES = ("Bootstrap", "Join", "Configure", "Remove")
 NODE_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$")
+
+
+# -- the words status, Events and the planner use --------------------------------------------
+
+
+class Phase(enum.StrEnum):
+    """status.phase: one word for people (the CRD's description lists the same words)."""
+
+    PENDING = "Pending"
+    INVALID = "Invalid"
+    BOOTSTRAPPING = "Bootstrapping"
+    JOINING = "Joining"
+    REMOVING = "Removing"
+    CONFIGURING = "Configuring"
+    READY = "Ready"
+    DEGRADED = "Degraded"
+    WAITING = "Waiting"
+    PAUSED = "Paused"
+
+
+class Op(enum.StrEnum):
+    """A membership write remembered in status.pending until its outcome is observed."""
+
+    BOOTSTRAP = "bootstrap"
+    JOIN = "join"
+    REMOVE = "remove"
+
+    @property
+    def phase(self) -> Phase:
+        return _PHASE_OF_OP[self]
+
+    @property
+    def failed(self) -> Reason:
+        """The reason of a Wait (and an Event) when this write failed on the manager."""
+        return _FAILED_OF_OP[self]
+
+
+class Reason(enum.StrEnum):
+    """Reasons of planned Waits and Blocks, of problems, of conditions and of Events."""
+
+    # Waits that are normal progress: a write of the operator is in flight
+    BOOTSTRAPPING = "Bootstrapping"
+    JOINING = "Joining"
+    REMOVING = "Removing"
+    ELECTING = "Electing"
+    # a Wait that is normal sequencing: a step queued behind another (not a problem, not in flight)
+    WAITING_FOR_JOINS = "WaitingForJoins"
+    # Waits that are problems: something outside the operator must change first
+    MASTER_UNREACHABLE = "MasterUnreachable"
+    NO_MASTER = "NoMaster"
+    NODE_UNREACHABLE = "NodeUnreachable"
+    NODE_BUSY = "NodeBusy"
+    BOOTSTRAP_FAILED = "BootstrapFailed"
+    JOIN_FAILED = "JoinFailed"
+    REMOVE_FAILED = "RemoveFailed"
+    # Blocks: only a person can fix it, or a rule forbids it
+    HELD_BY_POLICY = "HeldByPolicy"
+    CREDENTIALS_REJECTED = "CredentialsRejected"
+    SPLIT_BRAIN = "SplitBrain"
+    CANNOT_REJOIN = "CannotRejoin"
+    NODE_FAILED = "NodeFailed"
+    FOREIGN_CLUSTER = "ForeignCluster"
+    LAST_NODE = "LastNode"
+    MEMBER_OFFLINE = "MemberOffline"
+    NO_SUCCESSOR = "NoSuccessor"
+    # problems observed, not planned
+    NODE_OFFLINE = "NodeOffline"
+    # condition reasons
+    CLUSTER_READY = "ClusterReady"
+    RECONCILED = "Reconciled"
+    PAUSED = "Paused"
+    AS_EXPECTED = "AsExpected"
+    # Events of writes and transitions
+    READY = "Ready"
+    CONFIG_APPLIED = "ConfigApplied"
+    CONFIG_FAILED = "ConfigFailed"
+
+    @property
+    def in_flight(self) -> bool:
+        """A Wait for a write the operator sent: look again soon, and it is not a problem."""
+        return self in _IN_FLIGHT
+
+    @property
+    def is_problem(self) -> bool:
+        """A Wait or Block with this reason is reported as Degraded (and as a Warning Event)."""
+        return self not in _IN_FLIGHT and self is not Reason.WAITING_FOR_JOINS
+
+
+_IN_FLIGHT = frozenset({Reason.BOOTSTRAPPING, Reason.JOINING, Reason.REMOVING, Reason.ELECTING})
+_PHASE_OF_OP = {Op.BOOTSTRAP: Phase.BOOTSTRAPPING, Op.JOIN: Phase.JOINING, Op.REMOVE: Phase.REMOVING}
+_FAILED_OF_OP = {Op.BOOTSTRAP: Reason.BOOTSTRAP_FAILED, Op.JOIN: Reason.JOIN_FAILED, Op.REMOVE: Reason.REMOVE_FAILED}
+
+
+class Policy(enum.StrEnum):
+    """spec.managementPolicies entries: the writes the operator may make (observing is always on)."""
+
+    BOOTSTRAP = "Bootstrap"
+    JOIN = "Join"
+    CONFIGURE = "Configure"
+    REMOVE = "Remove"
 
 
 @dataclass(frozen=True)
@@ -62,7 +161,7 @@ class ClusterSpec:
     deletion_policy: str
     paused: bool
     generation: int
-    policies: frozenset[str] = frozenset(POLICIES)  # the writes managementPolicies allow
+    policies: frozenset[Policy] = frozenset(Policy)  # the writes managementPolicies allow (after Crossplane's)
 
     @property
     def names(self) -> frozenset[str]:
@@ -87,9 +186,9 @@ class ClusterSpec:
         meta = body.get("metadata") or {}
         nodes = tuple(_parse_node(i, raw) for i, raw in enumerate(_list(spec.get("nodes"), "spec.nodes")))
         if not nodes:
-            raise InvalidSpec("InvalidSpec", "spec.nodes must name at least one manager")
+            raise InvalidSpec(Refusal.INVALID_SPEC, "spec.nodes must name at least one manager")
         if len(nodes) > MAX_NODES:
-            raise InvalidSpec("InvalidSpec", f"spec.nodes holds {len(nodes)} nodes; at most {MAX_NODES}")
+            raise InvalidSpec(Refusal.INVALID_SPEC, f"spec.nodes holds {len(nodes)} nodes; at most {MAX_NODES}")
         for attr, label in (("name", "name"), ("host_ip", "hostIP"), ("endpoint", "endpoint")):
             seen: set[str] = set()
             for n in nodes:
@@ -97,25 +196,25 @@ class ClusterSpec:
                 if attr == "endpoint":
                     value = value.rstrip("/")
                 if value in seen:
-                    raise InvalidSpec("InvalidSpec", f"spec.nodes: {label} {value!r} appears twice")
+                    raise InvalidSpec(Refusal.INVALID_SPEC, f"spec.nodes: {label} {value!r} appears twice")
                 seen.add(value)
         key_raw = spec.get("encryptionKeySecretRef")
         if not isinstance(key_raw, Mapping) or not _str(key_raw.get("name")):
-            raise InvalidSpec("InvalidSpec", "spec.encryptionKeySecretRef.name is required")
+            raise InvalidSpec(Refusal.INVALID_SPEC, "spec.encryptionKeySecretRef.name is required")
         key_ref = SecretKeyRef(str(key_raw["name"]), _str(key_raw.get("key")) or "encryptionKey")
         cred_raw = spec.get("credentialsSecretRef")
         if not isinstance(cred_raw, Mapping) or not _str(cred_raw.get("name")):
-            raise InvalidSpec("InvalidSpec", "spec.credentialsSecretRef.name is required")
+            raise InvalidSpec(Refusal.INVALID_SPEC, "spec.credentialsSecretRef.name is required")
         config = spec.get("config") or {}
         if not isinstance(config, Mapping):
-            raise InvalidSpec("InvalidSpec", "spec.config must be an object of settings")
+            raise InvalidSpec(Refusal.INVALID_SPEC, "spec.config must be an object of settings")
         if "master" in config:
             raise InvalidSpec(
-                "InvalidSpec", "spec.config.master is not a setting: the cluster elects its active manager"
+                Refusal.INVALID_SPEC, "spec.config.master is not a setting: the cluster elects its active manager"
             )
         policy = spec.get("deletionPolicy") or "Orphan"
         if policy not in ("Orphan", "RemoveNodes"):
-            raise InvalidSpec("InvalidSpec", "spec.deletionPolicy must be Orphan or RemoveNodes")
+            raise InvalidSpec(Refusal.INVALID_SPEC, "spec.deletionPolicy must be Orphan or RemoveNodes")
         tenant = spec.get("tenant")
         annotations = meta.get("annotations") or {}
         return ClusterSpec(
@@ -133,22 +232,22 @@ class ClusterSpec:
         )
 
 
-def _parse_policies(raw: Any) -> frozenset[str]:
+def _parse_policies(raw: Any) -> frozenset[Policy]:
     """["*"] (the default) allows every write; otherwise exactly the listed ones ("Observe" is implied)."""
     if raw is None:
-        return frozenset(POLICIES)
+        return frozenset(Policy)
     values = _list(raw, "spec.managementPolicies")
-    unknown = [v for v in values if v not in (*POLICIES, "Observe", "*")]
+    unknown = [v for v in values if v not in (*Policy, "Observe", "*")]
     if unknown:
         raise InvalidSpec(
-            "InvalidSpec",
-            f"spec.managementPolicies: unknown policy {unknown[0]!r} (allowed: *, Observe, {', '.join(POLICIES)})",
+            Refusal.INVALID_SPEC,
+            f"spec.managementPolicies: unknown policy {unknown[0]!r} (allowed: *, Observe, {', '.join(Policy)})",
         )
     if "*" in values:
         if len(values) > 1:
-            raise InvalidSpec("InvalidSpec", "spec.managementPolicies: '*' stands alone")
-        return frozenset(POLICIES)
-    return frozenset(v for v in values if v in POLICIES)
+            raise InvalidSpec(Refusal.INVALID_SPEC, "spec.managementPolicies: '*' stands alone")
+        return frozenset(Policy)
+    return frozenset(Policy(v) for v in values if v in tuple(Policy))
 
 
 def rfc3339(epoch_seconds: float) -> str:
@@ -176,28 +275,28 @@ def _list(value: Any, where: str) -> list[Any]:
     if value is None:
         return []
     if not isinstance(value, list):
-        raise InvalidSpec("InvalidSpec", f"{where} must be a list")
+        raise InvalidSpec(Refusal.INVALID_SPEC, f"{where} must be a list")
     return value
 
 
 def _parse_node(index: int, raw: Any) -> NodeSpec:
     where = f"spec.nodes[{index}]"
     if not isinstance(raw, Mapping):
-        raise InvalidSpec("InvalidSpec", f"{where} must be an object with name, hostIP and endpoint")
+        raise InvalidSpec(Refusal.INVALID_SPEC, f"{where} must be an object with name, hostIP and endpoint")
     name, host_ip, endpoint = _str(raw.get("name")), _str(raw.get("hostIP")), _str(raw.get("endpoint"))
     if not NODE_NAME.match(name):
-        raise InvalidSpec("InvalidSpec", f"{where}.name {name!r} is not a valid node name")
+        raise InvalidSpec(Refusal.INVALID_SPEC, f"{where}.name {name!r} is not a valid node name")
     try:
         ipaddress.ip_address(host_ip)
     except ValueError:
-        raise InvalidSpec("InvalidSpec", f"{where}.hostIP {host_ip!r} is not an IP address") from None
+        raise InvalidSpec(Refusal.INVALID_SPEC, f"{where}.hostIP {host_ip!r} is not an IP address") from None
     url = urlsplit(endpoint)
     if url.scheme not in ("http", "https") or not url.hostname:
-        raise InvalidSpec("InvalidSpec", f"{where}.endpoint must be an http(s) URL")
+        raise InvalidSpec(Refusal.INVALID_SPEC, f"{where}.endpoint must be an http(s) URL")
     if url.username or url.password or "@" in url.netloc:
-        raise InvalidSpec("InvalidSpec", f"{where}.endpoint must not carry credentials")
+        raise InvalidSpec(Refusal.INVALID_SPEC, f"{where}.endpoint must not carry credentials")
     if url.query or url.fragment or endpoint.endswith("?") or "#" in endpoint:
-        raise InvalidSpec("InvalidSpec", f"{where}.endpoint must not carry a query or fragment")
+        raise InvalidSpec(Refusal.INVALID_SPEC, f"{where}.endpoint must not carry a query or fragment")
     return NodeSpec(name=name, host_ip=host_ip, endpoint=endpoint.rstrip("/"))
 
 
@@ -205,19 +304,19 @@ def _parse_tls(raw: Any) -> TlsSpec:
     if raw is None:
         return TlsSpec()
     if not isinstance(raw, Mapping):
-        raise InvalidSpec("InvalidSpec", "spec.tls must be an object")
+        raise InvalidSpec(Refusal.INVALID_SPEC, "spec.tls must be an object")
 
     def ref(field_name: str) -> SecretKeyRef | None:
         value = raw.get(field_name)
         if value is None:
             return None
         if not isinstance(value, Mapping) or not _str(value.get("name")):
-            raise InvalidSpec("InvalidSpec", f"spec.tls.{field_name}.name is required")
+            raise InvalidSpec(Refusal.INVALID_SPEC, f"spec.tls.{field_name}.name is required")
         return SecretKeyRef(str(value["name"]), _str(value.get("key")) or "ca.crt")
 
     secret, config_map = ref("caSecretRef"), ref("caConfigMapRef")
     if secret and config_map:
-        raise InvalidSpec("InvalidSpec", "spec.tls: set caSecretRef or caConfigMapRef, not both")
+        raise InvalidSpec(Refusal.INVALID_SPEC, "spec.tls: set caSecretRef or caConfigMapRef, not both")
     return TlsSpec(secret, config_map, bool(raw.get("insecureSkipVerify", False)))
 
 
@@ -294,16 +393,19 @@ class Observed:
 class Pending:
     """A write that was sent (or is about to be): recorded before the request leaves."""
 
-    op: str  # "bootstrap" | "join" | "remove"
+    op: Op
     node: str
     host_ip: str = ""
     endpoint: str = ""
     since: float = 0.0  # wall clock seconds when recorded
     attempts: int = 1
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "op", Op(self.op))  # Pending("join", ...) reads as Op.JOIN
+
     def to_status(self) -> dict[str, Any]:
         return {
-            "op": self.op,
+            "op": str(self.op),
             "node": self.node,
             "hostIP": self.host_ip,
             "endpoint": self.endpoint,
@@ -314,10 +416,10 @@ class Pending:
 
     @staticmethod
     def from_status(raw: Any) -> Pending | None:
-        if not isinstance(raw, Mapping) or raw.get("op") not in ("bootstrap", "join", "remove"):
+        if not isinstance(raw, Mapping) or raw.get("op") not in tuple(Op):
             return None
         return Pending(
-            op=str(raw["op"]),
+            op=Op(raw["op"]),
             node=str(raw.get("node", "")),
             host_ip=str(raw.get("hostIP", "")),
             endpoint=str(raw.get("endpoint", "")),
@@ -344,13 +446,24 @@ class Event:
     message: str
 
 
+@dataclass(frozen=True)
+class Problem:
+    """Something wrong a pass saw or planned around: kept as values, joined only when rendered."""
+
+    reason: Reason
+    message: str
+
+
 # -- actions --------------------------------------------------------------------------------
+# A write names the phase it puts the cluster in and the managementPolicies entry it needs.
 
 
 @dataclass(frozen=True)
 class Bootstrap:
     node: NodeSpec
     retry: bool = False
+    phase: ClassVar[Phase] = Phase.BOOTSTRAPPING
+    policy: ClassVar[Policy] = Policy.BOOTSTRAP
 
     def describe(self) -> str:
         return f"bootstrap the cluster on {self.node.name}"
@@ -361,6 +474,8 @@ class Join:
     node: NodeSpec
     join_addrs: tuple[str, ...]
     retry: bool = False
+    phase: ClassVar[Phase] = Phase.JOINING
+    policy: ClassVar[Policy] = Policy.JOIN
 
     def describe(self) -> str:
         return f"join {self.node.name} via {','.join(self.join_addrs)}"
@@ -370,6 +485,8 @@ class Join:
 class Remove:
     name: str
     master: str
+    phase: ClassVar[Phase] = Phase.REMOVING
+    policy: ClassVar[Policy] = Policy.REMOVE
 
     def describe(self) -> str:
         return f"remove {self.name} through {self.master}"
@@ -379,6 +496,8 @@ class Remove:
 class Configure:
     config_json: str
     master: str
+    phase: ClassVar[Phase] = Phase.CONFIGURING
+    policy: ClassVar[Policy] = Policy.CONFIGURE
 
     def describe(self) -> str:
         return f"apply config {config_hash(self.config_json)} on {self.master}"
@@ -386,9 +505,10 @@ class Configure:
 
 @dataclass(frozen=True)
 class Wait:
-    """Nothing to send now; look again soon (a start, join or removal is in flight)."""
+    """Nothing to send now: a write is in flight, a step is queued, or something must change first
+    (the reason says which: `Reason.in_flight`, `Reason.is_problem`)."""
 
-    reason: str
+    reason: Reason
     message: str
 
     def describe(self) -> str:
@@ -399,7 +519,7 @@ class Wait:
 class Blocked:
     """Something only a person can fix, or a rule forbids; reported, never forced."""
 
-    reason: str
+    reason: Reason
     message: str
     node: str | None = None
 
@@ -407,8 +527,11 @@ class Blocked:
         return f"blocked: {self.message}"
 
 
+#: The one definition of the writes; WRITES is the same set as a tuple for isinstance().
 Write = Bootstrap | Join | Remove | Configure
-#: the managementPolicies entry each write needs
-POLICY_OF: dict[type, str] = {Bootstrap: "Bootstrap", Join: "Join", Configure: "Configure", Remove: "Remove"}
-Action = Bootstrap | Join | Remove | Configure | Wait | Blocked
-WRITES = (Bootstrap, Join, Remove, Configure)
+WRITES: tuple[type[Write], ...] = typing.get_args(Write)
+Action = Write | Wait | Blocked
+
+
+def is_write(action: Action | None) -> TypeGuard[Write]:
+    return isinstance(action, WRITES)

@@ -18,9 +18,6 @@ from dataclasses import replace
 
 from .model import (
     EMPTY_CONFIG_HASH,
-    POLICIES,
-    POLICY_OF,
-    WRITES,
     Action,
     Blocked,
     Bootstrap,
@@ -32,9 +29,13 @@ from .model import (
     NodeKind,
     NodeSpec,
     Observed,
+    Op,
     Pending,
+    Policy,
+    Reason,
     Remove,
     Wait,
+    is_write,
 )
 
 #: Seconds a recorded write may take to show on the manager before it is resent (same node).
@@ -52,9 +53,9 @@ def settle(pending: Pending | None, seen: Observed) -> Pending | None:
         return pending
     member = seen.member(pending.node)
     kind = seen.kind(pending.node)
-    if pending.op == "bootstrap":
+    if pending.op is Op.BOOTSTRAP:
         return None if kind is NodeKind.MASTER or member is not None else pending
-    if pending.op == "join":
+    if pending.op is Op.JOIN:
         if member is not None and member.online and kind in (NodeKind.REPLICA, NodeKind.MASTER):
             return None
         return pending
@@ -75,11 +76,11 @@ def plan_deletion(spec: ClusterSpec, seen: Observed, memory: Memory, now: float)
     is kept: the API cannot dissolve a cluster, so it stays a one-node cluster."""
     master = seen.member(seen.master) if seen.master else None
     if master is None:
-        return tuple(a for a in plan(spec, seen, memory, now) if not isinstance(a, WRITES) or isinstance(a, Remove))
+        return tuple(a for a in plan(spec, seen, memory, now) if not is_write(a) or isinstance(a, Remove))
     own = spec.node(master.name)
     endpoint = own.endpoint if own is not None else memory.endpoints.get(master.name, "")
     alone = replace(spec, nodes=(NodeSpec(master.name, master.host_ip, endpoint),))
-    return tuple(a for a in plan(alone, seen, memory, now) if not isinstance(a, WRITES) or isinstance(a, Remove))
+    return tuple(a for a in plan(alone, seen, memory, now) if not is_write(a) or isinstance(a, Remove))
 
 
 def deletion_finished(seen: Observed, pending: Pending | None) -> str | None:
@@ -97,18 +98,19 @@ def deletion_finished(seen: Observed, pending: Pending | None) -> str | None:
 
 def _by_policy(spec: ClusterSpec, actions: tuple[Action, ...]) -> tuple[Action, ...]:
     """Writes spec.managementPolicies do not allow become Blocked, after the allowed writes."""
-    if spec.policies >= frozenset(POLICIES):
+    if spec.policies >= frozenset(Policy):
         return actions
     held: list[Action] = []
     kept: list[Action] = []
     for a in actions:
-        need = POLICY_OF.get(type(a))
-        if need is not None and need not in spec.policies:
-            held.append(Blocked("HeldByPolicy", f"managementPolicies do not allow {need}: held back {a.describe()}"))
+        if is_write(a) and a.policy not in spec.policies:
+            held.append(
+                Blocked(Reason.HELD_BY_POLICY, f"managementPolicies do not allow {a.policy}: held back {a.describe()}")
+            )
         else:
             kept.append(a)
-    writes = [a for a in kept if isinstance(a, WRITES)]
-    return tuple(writes) + tuple(held) + tuple(a for a in kept if not isinstance(a, WRITES))
+    writes = [a for a in kept if is_write(a)]
+    return tuple(writes) + tuple(held) + tuple(a for a in kept if not is_write(a))
 
 
 def _plan(spec: ClusterSpec, seen: Observed, memory: Memory, now: float) -> tuple[Action, ...]:
@@ -117,7 +119,7 @@ def _plan(spec: ClusterSpec, seen: Observed, memory: Memory, now: float) -> tupl
         names = ", ".join(sorted(n.name for n in unauthorized))
         return (
             Blocked(
-                "CredentialsRejected",
+                Reason.CREDENTIALS_REJECTED,
                 f"the managers refused the admin credentials of Secret {spec.credentials_secret} "
                 f"({unauthorized[0].detail}); nodes: {names}",
             ),
@@ -126,7 +128,7 @@ def _plan(spec: ClusterSpec, seen: Observed, memory: Memory, now: float) -> tupl
     if len(masters) > 1:
         return (
             Blocked(
-                "SplitBrain",
+                Reason.SPLIT_BRAIN,
                 f"several nodes answer as master ({', '.join(masters)}); the operator will not choose one",
             ),
         )
@@ -135,7 +137,7 @@ def _plan(spec: ClusterSpec, seen: Observed, memory: Memory, now: float) -> tupl
         return _without_master(spec, seen, memory, now) + rejoin
     master = masters[0]
     if seen.members is None:
-        return (Wait("MasterUnreachable", f"the node list of master {master} could not be read"),)
+        return (Wait(Reason.MASTER_UNREACHABLE, f"the node list of master {master} could not be read"),)
     if memory.pending is not None:
         return (_in_flight(spec, seen, memory.pending, master, now), *rejoin)
     return _with_master(spec, seen, memory, master, seen.members) + rejoin
@@ -145,7 +147,7 @@ def _cannot_rejoin(spec: ClusterSpec, seen: Observed) -> Iterable[Blocked]:
     for n in spec.nodes:
         if seen.kind(n.name) is NodeKind.REMOVED:
             yield Blocked(
-                "CannotRejoin",
+                Reason.CANNOT_REJOIN,
                 f"{n.name} was removed from the cluster and can never rejoin it: "
                 "take it out of spec.nodes or give it a fresh manager",
                 node=n.name,
@@ -155,14 +157,14 @@ def _cannot_rejoin(spec: ClusterSpec, seen: Observed) -> Iterable[Blocked]:
 def _without_master(spec: ClusterSpec, seen: Observed, memory: Memory, now: float) -> tuple[Action, ...]:
     pending = memory.pending
     replicas = sorted(n.name for n in seen.nodes.values() if n.kind is NodeKind.REPLICA)
-    if pending is not None and pending.op == "bootstrap":
+    if pending is not None and pending.op is Op.BOOTSTRAP:
         target = spec.node(pending.node) or NodeSpec(pending.node, pending.host_ip, pending.endpoint)
-        return (_resend_or_wait(seen, pending, now, Bootstrap(target, retry=True), "Bootstrapping"),)
-    if pending is not None and pending.op == "remove" and seen.kind(pending.node) is NodeKind.REMOVED:
-        return (Wait("Electing", f"{pending.node} was removed; waiting for the cluster to elect a new master"),)
-    if replicas or (pending is not None and pending.op in ("join", "remove")):
+        return (_resend_or_wait(seen, pending, now, Bootstrap(target, retry=True), Reason.BOOTSTRAPPING),)
+    if pending is not None and pending.op is Op.REMOVE and seen.kind(pending.node) is NodeKind.REMOVED:
+        return (Wait(Reason.ELECTING, f"{pending.node} was removed; waiting for the cluster to elect a new master"),)
+    if replicas or (pending is not None and pending.op in (Op.JOIN, Op.REMOVE)):
         known = ", ".join(replicas) or "none answering"
-        return (Wait("NoMaster", f"no node answers as master (replicas: {known}); waiting for the failover"),)
+        return (Wait(Reason.NO_MASTER, f"no node answers as master (replicas: {known}); waiting for the failover"),)
     kinds = {n.name: seen.kind(n.name) for n in spec.nodes}
     if all(k is NodeKind.UNINITIALIZED for k in kinds.values()):
         return (Bootstrap(spec.nodes[0]),)
@@ -170,18 +172,18 @@ def _without_master(spec: ClusterSpec, seen: Observed, memory: Memory, now: floa
     if unreachable:
         return (
             Wait(
-                "NodeUnreachable",
+                Reason.NODE_UNREACHABLE,
                 f"not bootstrapping while {', '.join(unreachable)} cannot be asked: it may already belong to a cluster",
             ),
         )
     busy = sorted(name for name, k in kinds.items() if k is NodeKind.INITIALIZING)
     if busy:
-        return (Wait("NodeBusy", f"{', '.join(busy)} is starting a cluster the operator did not start"),)
+        return (Wait(Reason.NODE_BUSY, f"{', '.join(busy)} is starting a cluster the operator did not start"),)
     failed = [seen.nodes[name] for name, k in kinds.items() if k is NodeKind.FAILED]
     if failed:
         return (
             Blocked(
-                "NodeFailed",
+                Reason.NODE_FAILED,
                 f"{failed[0].name} reports a failed cluster operation the operator did not start: {failed[0].detail}",
                 node=failed[0].name,
             ),
@@ -189,7 +191,7 @@ def _without_master(spec: ClusterSpec, seen: Observed, memory: Memory, now: floa
     return ()  # only removed nodes: reported by _cannot_rejoin
 
 
-def _resend_or_wait(seen: Observed, pending: Pending, now: float, resend: Action, doing: str) -> Action:
+def _resend_or_wait(seen: Observed, pending: Pending, now: float, resend: Action, doing: Reason) -> Action:
     kind = seen.kind(pending.node)
     age = now - pending.since
     if kind is NodeKind.INITIALIZING:
@@ -200,33 +202,33 @@ def _resend_or_wait(seen: Observed, pending: Pending, now: float, resend: Action
             return resend
         detail = seen.nodes[pending.node].detail
         return Wait(
-            f"{pending.op.capitalize()}Failed",
+            pending.op.failed,
             f"{pending.op} of {pending.node} failed ({detail}); retrying in {max(0, int(delay - age))}s",
         )
     if kind is NodeKind.UNINITIALIZED:
         # The write left no trace on the node: it never arrived. Resend to the same node only.
         return resend if age >= RESEND_AFTER else Wait(doing, f"{pending.node}: waiting for the {pending.op} to show")
     if kind is NodeKind.REMOVED:
-        return Blocked("CannotRejoin", f"{pending.node} was removed from the cluster", node=pending.node)
+        return Blocked(Reason.CANNOT_REJOIN, f"{pending.node} was removed from the cluster", node=pending.node)
     if kind is NodeKind.REPLICA:
         return Wait(doing, f"{pending.node} joined; waiting until the master lists it online")
-    return Wait("NodeUnreachable", f"{pending.node} cannot be asked how its {pending.op} went")
+    return Wait(Reason.NODE_UNREACHABLE, f"{pending.node} cannot be asked how its {pending.op} went")
 
 
 def _in_flight(spec: ClusterSpec, seen: Observed, pending: Pending, master: str, now: float) -> Action:
-    if pending.op == "bootstrap":
-        return Wait("Bootstrapping", f"{pending.node}: bootstrap in progress")
-    if pending.op == "join":
+    if pending.op is Op.BOOTSTRAP:
+        return Wait(Reason.BOOTSTRAPPING, f"{pending.node}: bootstrap in progress")
+    if pending.op is Op.JOIN:
         target = spec.node(pending.node)
         if target is None:
-            return Wait("Joining", f"{pending.node} left the spec while joining; waiting for the join to settle")
+            return Wait(Reason.JOINING, f"{pending.node} left the spec while joining; waiting for the join to settle")
         addrs = _join_addrs(seen.members or ())
-        return _resend_or_wait(seen, pending, now, Join(target, addrs, retry=True), "Joining")
+        return _resend_or_wait(seen, pending, now, Join(target, addrs, retry=True), Reason.JOINING)
     # remove
     if pending.node in spec.names:
-        return Wait("Removing", f"{pending.node} is wanted again; waiting to see whether its removal landed")
+        return Wait(Reason.REMOVING, f"{pending.node} is wanted again; waiting to see whether its removal landed")
     if now - pending.since < RESEND_AFTER:
-        return Wait("Removing", f"{pending.node}: removal in progress")
+        return Wait(Reason.REMOVING, f"{pending.node}: removal in progress")
     return Remove(pending.node, master)
 
 
@@ -246,20 +248,22 @@ def _with_master(
         if kind is NodeKind.UNINITIALIZED:
             writes.append(Join(n, _join_addrs(members)))
         elif kind is NodeKind.INITIALIZING:
-            notes.append(Wait("NodeBusy", f"{n.name} is starting or joining; the operator did not ask it to"))
+            notes.append(Wait(Reason.NODE_BUSY, f"{n.name} is starting or joining; the operator did not ask it to"))
         elif kind is NodeKind.FAILED:
             notes.append(
                 Blocked(
-                    "NodeFailed",
+                    Reason.NODE_FAILED,
                     f"{n.name} reports a failed cluster operation: {seen.nodes[n.name].detail}",
                     node=n.name,
                 )
             )
         elif kind in (NodeKind.REPLICA, NodeKind.MASTER):
-            notes.append(Blocked("ForeignCluster", f"{n.name} belongs to another cluster than {master}'s", node=n.name))
+            notes.append(
+                Blocked(Reason.FOREIGN_CLUSTER, f"{n.name} belongs to another cluster than {master}'s", node=n.name)
+            )
         elif kind in (NodeKind.UNREACHABLE, NodeKind.UNKNOWN):
             detail = seen.nodes[n.name].detail if n.name in seen.nodes else "not asked"
-            notes.append(Wait("NodeUnreachable", f"cannot join {n.name}: {detail}"))
+            notes.append(Wait(Reason.NODE_UNREACHABLE, f"cannot join {n.name}: {detail}"))
         # REMOVED is reported by _cannot_rejoin
     drops = sorted((m for m in members if m.name not in spec.names), key=lambda m: (m.master, m.name))
     if drops:
@@ -267,21 +271,28 @@ def _with_master(
     applied = memory.applied_config_hash or EMPTY_CONFIG_HASH
     if spec.config_hash != applied:
         writes.append(Configure(spec.config_json, master))
-    return tuple(sorted(writes, key=lambda a: not isinstance(a, WRITES))) + tuple(notes)
+    return tuple(sorted(writes, key=lambda a: not is_write(a))) + tuple(notes)
 
 
 def _removal(
     spec: ClusterSpec, drop: Member, members: tuple[Member, ...], master: str, joins_outstanding: bool
 ) -> list[Action]:
-    if joins_outstanding:
-        return [Blocked("WaitingForJoins", f"removing {drop.name} waits until every node of the spec has joined")]
+    """The rules of one removal, the two that keep a cluster alive first: each stands on its own
+    and none relies on a later one (never the last member, never the master without an online
+    wanted successor), then joins before removals, then no removal while another member is offline."""
     if len(members) <= 1:
-        return [Blocked("LastNode", f"{drop.name} is the last node of the cluster; it is never removed")]
+        return [Blocked(Reason.LAST_NODE, f"{drop.name} is the last node of the cluster; it is never removed")]
+    if drop.master and not any(m.online and m.name in spec.names for m in members if m.name != drop.name):
+        return [
+            Blocked(Reason.NO_SUCCESSOR, f"not removing master {drop.name}: no wanted member is online to take over")
+        ]
+    if joins_outstanding:
+        return [Wait(Reason.WAITING_FOR_JOINS, f"removing {drop.name} waits until every node of the spec has joined")]
     offline = sorted(m.name for m in members if not m.online and m.name != drop.name)
     if offline:
         return [
-            Blocked("MemberOffline", f"not removing {drop.name} while {', '.join(offline)} is offline", node=drop.name)
+            Blocked(
+                Reason.MEMBER_OFFLINE, f"not removing {drop.name} while {', '.join(offline)} is offline", node=drop.name
+            )
         ]
-    if drop.master and not any(m.online and m.name in spec.names for m in members if m.name != drop.name):
-        return [Blocked("NoSuccessor", f"not removing master {drop.name}: no wanted member is online to take over")]
     return [Remove(drop.name, master)]

@@ -1,13 +1,16 @@
 """An in-memory stand-in for `clusterop.kube.Kube` with the apiserver's optimistic concurrency:
-every write bumps a resourceVersion, a write carrying an older one fails with ConflictError."""
+every write bumps a resourceVersion, a write carrying an older one fails with ConflictError.
+Secrets and ConfigMaps hold decoded data, as `Kube.secret` returns it."""
 
 from __future__ import annotations
 
+import base64
 import copy
+import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from clusterop.kube import ConflictError, NotFoundError
+from clusterop.kube import ConflictError, NotFoundError, SecretData
 
 
 class FakeKube:
@@ -17,6 +20,8 @@ class FakeKube:
         self.writes: list[tuple[str, str]] = []  # (kind, name) in order
         self.before_write: Callable[[], None] | None = None  # runs before every write lands
         self.down = False  # the apiserver does not answer
+        self.reads: list[tuple[str, str]] = []  # (kind, name) of Secret reads
+        self.forgotten: list[str] = []  # Secrets whose cache entry the operator dropped
 
     def _bump(self, obj: dict[str, Any]) -> dict[str, Any]:
         self.version += 1
@@ -30,8 +35,18 @@ class FakeKube:
             self.before_write()
 
     # -- ManagerClusters --
-    def add_cluster(self, ns: str, name: str, status: Mapping[str, Any] | None = None) -> str:
-        obj = {"metadata": {"namespace": ns, "name": name}, "spec": {}, "status": dict(status or {})}
+    def add_cluster(
+        self,
+        ns: str,
+        name: str,
+        status: Mapping[str, Any] | None = None,
+        spec: Mapping[str, Any] | None = None,
+    ) -> str:
+        obj = {
+            "metadata": {"namespace": ns, "name": name, "generation": 1},
+            "spec": copy.deepcopy(dict(spec or {})),
+            "status": dict(status or {}),
+        }
         self.objects[("mgrc", ns, name)] = obj
         return str(self._bump(obj)["metadata"]["resourceVersion"])
 
@@ -84,3 +99,31 @@ class FakeKube:
         self.objects[("lease", ns, name)] = obj = copy.deepcopy(dict(body))
         self.writes.append(("lease", name))
         return self._bump(obj)
+
+    # -- Secrets and ConfigMaps --
+    def put_secret(self, ns: str, name: str, data: Mapping[str, str]) -> None:
+        self.objects[("secret", ns, name)] = {"metadata": {"name": name}, "data": dict(data)}
+        self._bump(self.objects[("secret", ns, name)])
+
+    def put_config_map(self, ns: str, name: str, data: Mapping[str, str]) -> None:
+        self.objects[("configmap", ns, name)] = {"metadata": {"name": name}, "data": dict(data)}
+
+    def secret(self, ns: str, name: str) -> SecretData:
+        obj = self.objects.get(("secret", ns, name))
+        if obj is None:
+            raise NotFoundError(name)
+        self.reads.append(("secret", name))
+        return SecretData(obj["metadata"]["resourceVersion"], dict(obj["data"]))
+
+    def forget_secret(self, ns: str, name: str) -> None:
+        self.forgotten.append(name)
+
+    def config_map(self, ns: str, name: str) -> Mapping[str, str]:
+        obj = self.objects.get(("configmap", ns, name))
+        if obj is None:
+            raise NotFoundError(name)
+        return dict(obj["data"])
+
+    def create_key_secret(self, ns: str, name: str, key: str, owner: str) -> None:
+        self.put_secret(ns, name, {key: base64.b64encode(os.urandom(16)).decode()})
+        self.writes.append(("secret", name))

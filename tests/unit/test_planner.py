@@ -21,6 +21,7 @@ from clusterop.model import (
     NodeSeen,
     Observed,
     Pending,
+    Reason,
     Remove,
     Wait,
     config_hash,
@@ -143,6 +144,7 @@ def test_settle_join_needs_not_master_and_online_in_the_list() -> None:
 
 
 def test_remove_replicas_first_master_last() -> None:
+    # By name alone the master (n1) would go first: only the master-last rule puts n2 before it.
     s = spec("n3")
     o = seen({"n1": M, "n2": R, "n3": R}, members={"n1": True, "n2": True, "n3": True})
     assert first(s, o, applied(s)) == Remove("n2", "n1")
@@ -150,22 +152,54 @@ def test_remove_replicas_first_master_last() -> None:
     assert first(s, o, applied(s)) == Remove("n1", "n1")
 
 
+def removal_rules(s: ClusterSpec, o: Observed) -> list[Any]:
+    return [a for a in plan(s, o, applied(s), NOW) if isinstance(a, Remove | Blocked | Wait)]
+
+
 def test_never_the_last_node() -> None:
+    """The spec wants only n2, which has not joined: the last member n1 is never removed, and the
+    LastNode rule says so (it comes first: it does not rely on the wait for joins)."""
     s = spec("n2")
     o = seen({"n1": M, "n2": U}, members={"n1": True})
-    # n2 must join first; removal of n1 waits for it.
-    assert isinstance(first(s, o, applied(s)), Join)
-    o = seen({"n1": M}, members={"n1": True})
-    actions = plan(spec("n2"), o, applied(s), NOW)
+    actions = plan(s, o, applied(s), NOW)
+    assert isinstance(actions[0], Join)
     assert not any(isinstance(a, Remove) for a in actions)
+    assert [a.reason for a in removal_rules(s, o)] == [Reason.LAST_NODE]
 
 
-def test_last_member_is_never_removed_even_when_spec_wants_none_of_it() -> None:
+def test_the_master_is_not_removed_without_an_online_wanted_successor() -> None:
     s = spec("n2")
-    o = seen({"n1": M, "n2": X}, members={"n1": True})
+    o = seen({"n1": M, "n2": R}, members={"n1": True, "n2": False})
     actions = plan(s, o, applied(s), NOW)
     assert not any(isinstance(a, Remove) for a in actions)
-    assert any(isinstance(a, Blocked) and a.reason == "CannotRejoin" for a in actions)
+    assert [a.reason for a in removal_rules(s, o)] == [Reason.NO_SUCCESSOR]
+
+
+def test_waiting_for_joins_is_a_wait_not_a_block_and_no_problem() -> None:
+    s = spec("n2", "n3")
+    o = seen({"n1": M, "n2": R, "n3": U}, members={"n1": True, "n2": True})
+    actions = plan(s, o, applied(s), NOW)
+    assert isinstance(actions[0], Join) and actions[0].node.name == "n3"
+    waits = [a for a in actions if isinstance(a, Wait)]
+    assert [w.reason for w in waits] == [Reason.WAITING_FOR_JOINS] and not any(isinstance(a, Blocked) for a in actions)
+    assert not waits[0].reason.is_problem and not waits[0].reason.in_flight
+
+
+def test_a_remembered_bootstrap_of_another_node_than_the_first_is_never_moved() -> None:
+    """Never a second bootstrap: the intent of n2's bootstrap holds even while every node still
+    looks uninitialized (the request may be on its way), where a fresh plan would pick n1."""
+    s = spec("n1", "n2", "n3")
+    uninitialized = seen({"n1": U, "n2": U, "n3": U})
+    assert first(s, uninitialized) == Bootstrap(s.nodes[0])
+    young = Pending("bootstrap", "n2", "127.1.0.2", "http://127.0.0.1:9002", since=NOW - 1)
+    action = first(s, uninitialized, Memory(pending=young))
+    assert isinstance(action, Wait) and action.reason == Reason.BOOTSTRAPPING
+    old = replace(young, since=NOW - RESEND_AFTER - 1)
+    action = first(s, uninitialized, Memory(pending=old))
+    assert action == Bootstrap(s.nodes[1], retry=True)
+    for kind in (INIT, D, F, X):  # whatever n2 says: never a bootstrap anywhere else
+        others = [a for a in plan(s, seen({"n1": U, "n2": kind, "n3": U}), Memory(pending=old), NOW)]
+        assert not any(isinstance(a, Bootstrap) and a.node.name != "n2" for a in others)
 
 
 def test_no_removal_while_another_member_is_offline() -> None:

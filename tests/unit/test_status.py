@@ -3,8 +3,31 @@ the keys that changed, and conditions keep their transition time while unchanged
 
 from __future__ import annotations
 
-from clusterop.model import ClusterSpec, LogLine, Member, Memory, NodeKind, NodeSeen, Observed, Pending
-from clusterop.status import build, memory_of, merge_patch
+import json
+
+import pytest
+
+from clusterop.model import (
+    Blocked,
+    Bootstrap,
+    ClusterSpec,
+    Configure,
+    Join,
+    LogLine,
+    Member,
+    Memory,
+    NodeKind,
+    NodeSeen,
+    Observed,
+    Op,
+    Pending,
+    Problem,
+    Reason,
+    Remove,
+    Wait,
+    Write,
+)
+from clusterop.status import build, memory_of, merge_patch, problems_of, render_problems
 
 SPEC = ClusterSpec.parse(
     {
@@ -103,3 +126,62 @@ def test_log_cursors_of_removed_nodes_are_pruned() -> None:
         previous=previous, spec=SPEC, seen=blind, memory=memory_of(previous), actions=(), executed=None, now="T1"
     )
     assert st["logCursors"] == {"n1": "a", "n2": "b", "n3": "c"}
+
+
+# -- phases, problems and the waiting outcome, as types -----------------------------------------
+
+
+def test_waiting_for_joins_is_normal_progress_not_degraded() -> None:
+    waiting = Wait(Reason.WAITING_FOR_JOINS, "removing n0 waits until every node of the spec has joined")
+    joining = Observed(
+        nodes={"n1": NodeSeen("n1", NodeKind.MASTER), "n2": NodeSeen("n2", NodeKind.UNINITIALIZED)},
+        members=MEMBERS[:1],
+        master="n1",
+    )
+    st = build(previous={}, spec=SPEC, seen=joining, memory=Memory(), actions=(waiting,), executed=None, now="T1")
+    degraded = next(c for c in st["conditions"] if c["type"] == "Degraded")
+    assert st["phase"] == "Waiting" and st["error"] is None and degraded["status"] == "False"
+    stalled = Wait(Reason.NODE_BUSY, "n2 is starting a cluster the operator did not start")
+    st = build(previous={}, spec=SPEC, seen=joining, memory=Memory(), actions=(stalled,), executed=None, now="T1")
+    assert st["phase"] == "Degraded" and st["error"] == stalled.message
+
+
+@pytest.mark.parametrize(
+    ("action", "phase"),
+    [
+        (Bootstrap(SPEC.nodes[0]), "Bootstrapping"),
+        (Join(SPEC.nodes[1], ("127.1.0.1",)), "Joining"),
+        (Remove("n2", "n1"), "Removing"),
+        (Configure('{"a":1}', "n1"), "Configuring"),
+    ],
+)
+def test_the_phase_of_a_write_is_its_own(action: Write, phase: str) -> None:
+    planned = build(previous={}, spec=SPEC, seen=READY, memory=Memory(), actions=(action,), executed=None, now="T1")
+    sent = build(previous={}, spec=SPEC, seen=READY, memory=Memory(), actions=(), executed=action, now="T1")
+    assert planned["phase"] == sent["phase"] == phase
+    assert next(c for c in sent["conditions"] if c["type"] == "Progressing")["reason"] == phase
+
+
+def test_problems_are_values_rendered_once_in_order() -> None:
+    split = Blocked(Reason.SPLIT_BRAIN, "several nodes answer as master (n1, n2); the operator will not choose one")
+    offline = Observed(
+        nodes={"n1": NodeSeen("n1", NodeKind.MASTER), "n2": NodeSeen("n2", NodeKind.UNREACHABLE, "refused; reset")},
+        members=(MEMBERS[0], Member("n2", "127.1.0.2", False, False, True)),
+        master="n1",
+    )
+    problems = problems_of(offline, (split, split), SPEC)
+    assert [p.reason for p in problems] == [Reason.SPLIT_BRAIN, Reason.NODE_UNREACHABLE, Reason.NODE_OFFLINE]
+    assert problems[1] == Problem(Reason.NODE_UNREACHABLE, "n2 is unreachable: refused; reset")
+    st = build(previous={}, spec=SPEC, seen=offline, memory=Memory(), actions=(split, split), executed=None, now="T1")
+    assert st["error"] == render_problems(problems)  # a "; " inside a message stays whole
+    degraded = next(c for c in st["conditions"] if c["type"] == "Degraded")
+    assert degraded["reason"] == "SplitBrain" and type(degraded["reason"]) is str
+
+
+def test_status_values_are_plain_strings_byte_for_byte() -> None:
+    memory = Memory(pending=Pending("join", "n2", since=1.0))
+    st = build(previous={}, spec=SPEC, seen=READY, memory=memory, actions=(), executed=None, now="T1")
+    assert json.dumps(st["phase"]) == '"Joining"' and st["pending"]["op"] == "join"
+    assert type(st["phase"]) is str and type(st["pending"]["op"]) is str
+    assert Pending.from_status(st["pending"]) == memory.pending and memory.pending is not None
+    assert memory.pending.op is Op.JOIN
