@@ -21,10 +21,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-import requests
-
 from . import errors, pacing, planner, status
-from .client import Connection, Credentials, ManagerClient, Observer
+from .client import Connection, Credentials, ManagerClient, Observer, Session
 from .errors import InvalidSpec
 from .executor import Executor
 from .kube import Kube, NotFoundError
@@ -97,12 +95,12 @@ class Reconciler:
     def __init__(
         self,
         kube: Kube,
-        session: requests.Session,
+        session: Session,
         pool: ThreadPoolExecutor,
         settings: Settings,
         observer: Observer | None = None,
         clock: Callable[[], float] = time.time,
-        steady_session: requests.Session | None = None,
+        steady_session: Session | None = None,
         fence: Callable[[], bool] = lambda: True,
     ) -> None:
         self.kube = kube
