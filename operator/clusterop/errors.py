@@ -156,3 +156,12 @@ def kube_error_for(what: str, status: int, body: Any, scrub: Callable[[str], str
     else:
         cls = KubeError
     return cls(what, status, reason, message)
+
+
+def kube_result(what: str, status: int, body: Any, scrub: Callable[[str], str] = str) -> dict[str, Any]:
+    """A Kubernetes API answer's body (the JSON object), or its typed error (`body` None: not JSON)."""
+    if status >= 400:
+        raise kube_error_for(what, status, body, scrub)
+    if not isinstance(body, dict):
+        raise KubeError(what, status, "answer is not a JSON object")
+    return body

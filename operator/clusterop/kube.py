@@ -73,11 +73,7 @@ class Kube:
             body = response.json()
         except ValueError:
             body = None
-        if response.status_code >= 400:
-            raise errors.kube_error_for(f"{namespace}/{what}", response.status_code, body, redact.scrub)
-        if not isinstance(body, dict):
-            raise errors.KubeError(f"{namespace}/{what}", response.status_code, "answer is not a JSON object")
-        return body
+        return errors.kube_result(f"{namespace}/{what}", response.status_code, body, redact.scrub)
 
     def _get(self, namespace: str, path: str) -> dict[str, Any]:
         return self._call("get", path, "v1", namespace, path)

@@ -70,11 +70,7 @@ class Api:
             body = response.json()
         except ValueError:
             body = None
-        if response.status_code >= 400:
-            raise errors.kube_error_for(what, response.status_code, body)
-        if not isinstance(body, dict):
-            raise errors.KubeError(what, response.status_code, "answer is not a JSON object")
-        return body
+        return errors.kube_result(what, response.status_code, body)
 
     def _crd_installed(self) -> bool:
         try:
