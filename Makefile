@@ -45,9 +45,10 @@ testbed-status: ## Say whether the local control plane runs and answers
 	@$(PY) -m clusterop_dev.testbed status --dir .testbed
 
 .PHONY: lint
-lint: venv ## ruff and mypy (strict)
+lint: venv ## ruff, mypy (strict) and the import layers (lint-imports, contracts in pyproject.toml)
 	$(VENV)/bin/ruff check operator simulator dev tests hack
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 .PHONY: unit
 unit: venv ## Unit tests only (no control plane)

@@ -13,13 +13,9 @@ import signal
 import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
-
-import kopf
-import urllib3
 
 from . import handlers, memory, metrics, redact
-from .client import make_session
+from .client import make_session, quiet_insecure_warnings
 from .kube import Kube
 from .leader import Elector, LeaseConfig, default_identity, default_namespace
 from .pacing import PacingSettings
@@ -103,21 +99,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def configure_logging(level: str, fmt: str) -> None:
-    kopf.configure(
-        debug=level == "debug",
-        verbose=level == "debug",
-        quiet=level in ("warning", "error"),
-        log_format=kopf.LogFormat.JSON if fmt == "json" else kopf.LogFormat.FULL,
-        log_prefix=fmt != "json",
-    )
+    handlers.configure_logging(debug=level == "debug", quiet=level in ("warning", "error"), json_format=fmt == "json")
     logging.getLogger().setLevel(level.upper())
-    if level != "debug":  # kopf logs every event handler call at INFO; ours log what matters
-        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     for noisy in ("urllib3", "requests", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING if level != "debug" else logging.INFO)
     redact.install()
-    # spec.tls.insecureSkipVerify is an explicit choice of the user: say it once in the docs, not per request.
-    urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+    quiet_insecure_warnings()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -191,31 +178,8 @@ def main(argv: list[str] | None = None) -> int:
         stop_flag = asyncio.Event()
         runtime.leading = asyncio.Event()  # before kopf starts any loop: nobody leads yet
 
-    @kopf.on.startup()
-    async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
-        settings.persistence.finalizer = "cloudify.co/finalizer"
-        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="cloudify.co")
-        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-            prefix="cloudify.co", key="last-handled-configuration"
-        )
-        settings.posting.level = logging.WARNING  # kopf's own events: only problems
-        settings.execution.max_workers = 4  # kopf's sync handlers are tiny; passes have their own pool
-        settings.networking.request_timeout = 30
-        settings.watching.server_timeout = 300
-        settings.watching.client_timeout = 330
-        # kopf keeps a worker per object for this long after the object's last watch event, and the
-        # worker holds that event's body meanwhile. When the watch catches up after a burst (1,000
-        # clusters forming), hundreds of objects get an event within a second: at kopf's default
-        # of 5 s (and still at 0.5 s) about 600-900 bodies stayed alive at once. A worker per
-        # event costs one task.
-        settings.queueing.idle_timeout = 0.1
-        settings.peering.standalone = args.peering is None
-        if args.peering:
-            settings.peering.name = args.peering
-            settings.peering.priority = args.priority
-            settings.peering.lifetime = args.peering_lifetime
-            settings.peering.clusterwide = not namespaced
-            settings.peering.mandatory = True
+    def started() -> None:
+        """In kopf's loop, once kopf has started."""
         if args.metrics_port:
             metrics.serve(args.metrics_port, args.metrics_addr)
         if elector is not None:
@@ -229,14 +193,16 @@ def main(argv: list[str] | None = None) -> int:
         watch_secrets,
     )
     try:
-        kopf.run(
-            clusterwide=not namespaced,
-            namespaces=args.namespace,
-            standalone=args.peering is None,
-            peering_name=args.peering,
-            priority=args.priority,
-            liveness_endpoint=args.liveness or None,
-            memo=kopf.Memo(runtime=runtime),
+        handlers.run(
+            runtime,
+            handlers.RunOptions(
+                namespaces=tuple(args.namespace),
+                peering=args.peering,
+                priority=args.priority,
+                peering_lifetime=args.peering_lifetime,
+                liveness=args.liveness or None,
+            ),
+            started=started,
             stop_flag=stop_flag,
         )
     except KeyboardInterrupt:

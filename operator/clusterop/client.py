@@ -16,6 +16,7 @@ from typing import Any, TypedDict
 from urllib.parse import quote
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 
 from . import errors
@@ -71,6 +72,11 @@ Session = requests.Session
 
 #: Called after every request: (endpoint name, method, HTTP status or 0, seconds).
 Observer = Callable[[str, str, int, float], None]
+
+
+def quiet_insecure_warnings() -> None:
+    """spec.tls.insecureSkipVerify is an explicit choice of the user: said once in the docs, not per request."""
+    urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
 
 
 def make_session(pool_hosts: int = 4096, per_host: int = 4) -> requests.Session:

@@ -6,7 +6,7 @@ Messages never carry a secret: no encryption key, no password, no request body.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 
@@ -106,3 +106,77 @@ class Refusal(enum.StrEnum):
     def waits_for_a_secret(self) -> bool:
         """Something not there yet (phase Pending), rather than something wrong (phase Invalid)."""
         return self in (Refusal.SECRET_MISSING, Refusal.SECRET_KEY_MISSING)
+# -- the Kubernetes API (kube.py and the kubectl plugin) -----------------------------------------
+
+
+class KubeError(OperatorError):
+    """The Kubernetes API refused a request, or could not be reached (status 0).
+
+    `reason` and `message` come from the apiserver's Status object only (never from another
+    body: a Secret's body holds its data); callers scrub the message of registered secrets."""
+
+    def __init__(self, what: str, status: int = 0, reason: str = "", message: str = "") -> None:
+        text = f"{what}: " + (f"HTTP {status} {reason}".rstrip() if status else reason or "unreachable")
+        super().__init__(f"{text}: {message}" if message else text)
+        self.what = what
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+
+class KubeUnreachable(KubeError):
+    """Connect error, reset or timeout: a write may or may not have been applied."""
+
+
+class KubeNotFound(KubeError):
+    """404: the object (or its namespace, or the resource type) does not exist."""
+
+
+class KubeConflict(KubeError):
+    """409: the object changed since the resourceVersion a write was based on, or already exists."""
+
+
+class KubeUnauthorized(KubeError):
+    """401 / 403: no valid credentials, or RBAC does not allow the verb (check the Role)."""
+
+
+class KubeInvalid(KubeError):
+    """400 / 422: the apiserver refused the object as written."""
+
+
+class KubeServerError(KubeError):
+    """5xx or 429: the apiserver is overloaded or failing; worth retrying with backoff."""
+
+
+_MAX_MESSAGE = 300
+
+
+def kube_error_for(what: str, status: int, body: Any, scrub: Callable[[str], str] = str) -> KubeError:
+    """The one place a Kubernetes API error answer becomes a typed error; `scrub` masks secrets
+    in the apiserver's message (a 422 may quote a value it refused)."""
+    reason = message = ""
+    if isinstance(body, Mapping) and body.get("kind") == "Status":
+        reason, message = str(body.get("reason") or ""), scrub(str(body.get("message") or "")[:_MAX_MESSAGE])
+    cls: type[KubeError]
+    if status == 404:
+        cls = KubeNotFound
+    elif status == 409:
+        cls = KubeConflict
+    elif status in (401, 403):
+        cls = KubeUnauthorized
+    elif status in (400, 422):
+        cls = KubeInvalid
+    elif status >= 500 or status == 429:
+        cls = KubeServerError
+    else:
+        cls = KubeError
+    return cls(what, status, reason, message)
+
+
+def kube_result(what: str, status: int, body: Any, scrub: Callable[[str], str] = str) -> dict[str, Any]:
+    """A Kubernetes API answer's body (the JSON object), or its typed error (`body` None: not JSON)."""
+    if status >= 400:
+        raise kube_error_for(what, status, body, scrub)
+    if not isinstance(body, dict):
+        raise KubeError(what, status, "answer is not a JSON object")
+    return body

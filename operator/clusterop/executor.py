@@ -23,7 +23,7 @@ from typing import Any
 
 from . import errors, failpoints
 from .client import Connection, ManagerClient
-from .kube import ConflictError, Kube
+from .kube import Kube
 from .model import Bootstrap, ClusterSpec, Configure, Event, Join, Memory, Op, Pending, Phase, Reason, Remove, Write
 
 log = logging.getLogger("clusterop.executor")
@@ -73,7 +73,7 @@ class Executor:
             intent = {"pending": target.to_status(), "phase": str(target.op.phase)}
         try:
             after = self.kube.patch_status(ns, name, intent, resource_version=resource_version)
-        except ConflictError:
+        except errors.KubeConflict:
             return self._held(Held.CONFLICT, memory, ns, name, action)
         written = dict(after.get("status") or {})
         version = str((after.get("metadata") or {}).get("resourceVersion") or "") or None

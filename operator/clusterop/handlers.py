@@ -14,6 +14,7 @@ import datetime
 import functools
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,8 +22,8 @@ from typing import Any
 import aiohttp
 import kopf
 
-from . import metrics, pacing, status
-from .kube import ConflictError, Kube, NotFoundError
+from . import errors, metrics, pacing, status
+from .kube import Kube
 from .leader import Elector
 from .model import GROUP, PAUSE_ANNOTATION, PLURAL, VERSION
 from .reconciler import ObjectState, Outcome, Reconciler
@@ -204,16 +205,19 @@ async def _run_pass(
             state.resource_version = str(written["metadata"].get("resourceVersion") or "") or None
         if state.problems_seen is not None:  # the pass's status landed: its Events are posted below
             state.last_problems, state.problems_seen = state.problems_seen, None
-    except NotFoundError:
+    except errors.KubeNotFound:
         return None  # deleted meanwhile; the daemon is being stopped
-    except ConflictError:
+    except errors.KubeConflict:
         log.info("Status changed meanwhile namespace=%s name=%s; observing again", *key)
         state.forget()
         return Outcome({}, [], 0.1)
-    except Exception:
+    except Exception as e:
         metrics.RECONCILES.labels("error").inc()
         metrics.RECONCILE_ERRORS.inc()
-        log.exception("Reconcile failed namespace=%s name=%s", *key)
+        if isinstance(e, errors.KubeError):  # the apiserver's answer says it all: no traceback
+            log.warning("Reconcile failed namespace=%s name=%s error=%s", *key, e)
+        else:
+            log.exception("Reconcile failed namespace=%s name=%s", *key)
         state.forget()  # re-read status from the apiserver next time
         return Outcome({}, [], pacing.after_crash(state.pacing))
     for event in outcome.events:
@@ -289,7 +293,7 @@ async def delete(body: kopf.Body, memo: kopf.Memo, retry: int, runtime: datetime
     while not shared.is_leading():  # only the leader removes nodes; the others wait for it
         try:
             await loop.run_in_executor(shared.passes, shared.kube.cluster, *key)
-        except NotFoundError:
+        except errors.KubeNotFound:
             return
         assert shared.leading is not None
         with contextlib.suppress(TimeoutError):
@@ -323,3 +327,78 @@ def reconcile_age(memo: kopf.Memo, **_: Any) -> float:
     if age > runtime.stall_after:
         raise RuntimeError(f"reconcile passes stalled for {age:.0f}s")
     return round(age, 3)
+
+
+# -- how kopf runs (the CLI builds the Runtime and calls `run`) ------------------------------
+
+
+def configure_logging(debug: bool, quiet: bool, json_format: bool) -> None:
+    """kopf's log format and verbosity; kopf logs every event handler call at INFO, ours log what matters."""
+    kopf.configure(
+        debug=debug,
+        verbose=debug,
+        quiet=quiet,
+        log_format=kopf.LogFormat.JSON if json_format else kopf.LogFormat.FULL,
+        log_prefix=not json_format,
+    )
+    if not debug:
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What the command line says about kopf: scope, peering and the liveness endpoint."""
+
+    namespaces: tuple[str, ...] = ()  # empty: every namespace
+    peering: str | None = None  # None: standalone
+    priority: int = 0
+    peering_lifetime: int = 60
+    liveness: str | None = None
+
+
+def run(
+    runtime: Runtime,
+    options: RunOptions,
+    started: Callable[[], None] = lambda: None,
+    stop_flag: asyncio.Event | None = None,
+) -> None:
+    """Run kopf until it stops; `started` runs in kopf's loop once kopf has started."""
+    kopf.run(
+        clusterwide=not options.namespaces,
+        namespaces=list(options.namespaces),
+        standalone=options.peering is None,
+        peering_name=options.peering,
+        priority=options.priority,
+        liveness_endpoint=options.liveness,
+        memo=kopf.Memo(runtime=runtime, options=options, started=started),
+        stop_flag=stop_flag,
+    )
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    options: RunOptions = memo.options
+    settings.persistence.finalizer = "cloudify.co/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="cloudify.co")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix="cloudify.co", key="last-handled-configuration"
+    )
+    settings.posting.level = logging.WARNING  # kopf's own events: only problems
+    settings.execution.max_workers = 4  # kopf's sync handlers are tiny; passes have their own pool
+    settings.networking.request_timeout = 30
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    # kopf keeps a worker per object for this long after the object's last watch event, and the
+    # worker holds that event's body meanwhile. When the watch catches up after a burst (1,000
+    # clusters forming), hundreds of objects get an event within a second: at kopf's default
+    # of 5 s (and still at 0.5 s) about 600-900 bodies stayed alive at once. A worker per
+    # event costs one task.
+    settings.queueing.idle_timeout = 0.1
+    settings.peering.standalone = options.peering is None
+    if options.peering:
+        settings.peering.name = options.peering
+        settings.peering.priority = options.priority
+        settings.peering.lifetime = options.peering_lifetime
+        settings.peering.clusterwide = not options.namespaces
+        settings.peering.mandatory = True
+    memo.started()

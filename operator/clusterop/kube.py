@@ -25,10 +25,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import pykube
-import requests
 from pykube.http import KubernetesHTTPAdapter
 
-from . import redact
+from . import errors, redact
 from .model import GROUP, PLURAL, VERSION
 
 API_VERSION = f"{GROUP}/{VERSION}"
@@ -36,12 +35,9 @@ LEASE_API = "coordination.k8s.io/v1"
 SECRET_MAX_AGE = 300.0
 
 
-class NotFoundError(Exception):
-    """The referenced object does not exist."""
-
-
-class ConflictError(Exception):
-    """409: the object changed since the resourceVersion a write was based on (or already exists)."""
+# The names callers used before the error tree had Kubernetes errors; the same classes.
+NotFoundError = errors.KubeNotFound
+ConflictError = errors.KubeConflict
 
 
 @dataclass(frozen=True)
@@ -67,13 +63,20 @@ class Kube:
     def from_env(secret_max_age: float = SECRET_MAX_AGE) -> Kube:
         return Kube(pykube.HTTPClient(pykube.KubeConfig.from_env(), timeout=15), secret_max_age)
 
+    def _call(self, method: str, what: str, version: str, namespace: str, url: str, **kwargs: Any) -> dict[str, Any]:
+        """One request; every failure becomes an `errors.KubeError` naming `what`, never a body."""
+        try:
+            response = getattr(self.api, method)(version=version, namespace=namespace, url=url, **kwargs)
+        except OSError as e:  # requests' connection errors and timeouts are OSErrors
+            raise errors.KubeUnreachable(f"{namespace}/{what}", reason=type(e).__name__) from None
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        return errors.kube_result(f"{namespace}/{what}", response.status_code, body, redact.scrub)
+
     def _get(self, namespace: str, path: str) -> dict[str, Any]:
-        response: requests.Response = self.api.get(version="v1", namespace=namespace, url=path)
-        if response.status_code == 404:
-            raise NotFoundError(path)
-        self.api.raise_for_status(response)
-        body: dict[str, Any] = response.json()
-        return body
+        return self._call("get", path, "v1", namespace, path)
 
     def secret(self, namespace: str, name: str) -> SecretData:
         """The Secret's decoded data: from the cache if read less than `secret_max_age` ago."""
@@ -85,7 +88,7 @@ class Kube:
             return cached[1]
         try:
             body = self._get(namespace, f"secrets/{name}")
-        except NotFoundError:
+        except errors.KubeNotFound:
             self.forget_secret(namespace, name)
             raise
         version = str(body["metadata"].get("resourceVersion", ""))
@@ -132,67 +135,45 @@ class Kube:
             "type": "Opaque",
             "data": {key: base64.b64encode(value.encode()).decode()},
         }
-        response = self.api.post(version="v1", namespace=namespace, url="secrets", data=json.dumps(body))
-        if response.status_code == 409:  # created meanwhile: keep theirs
+        try:
+            self._call("post", f"secrets/{name}", "v1", namespace, "secrets", data=json.dumps(body))
+        except errors.KubeConflict:  # created meanwhile: keep theirs
             return
-        self.api.raise_for_status(response)
 
     def cluster(self, namespace: str, name: str) -> dict[str, Any]:
         """The ManagerCluster as the apiserver has it now (not as a watch last showed it)."""
-        response = self.api.get(version=API_VERSION, namespace=namespace, url=f"{PLURAL}/{name}")
-        if response.status_code == 404:
-            raise NotFoundError(f"{PLURAL}/{name}")
-        self.api.raise_for_status(response)
-        body: dict[str, Any] = response.json()
-        return body
+        return self._call("get", f"{PLURAL}/{name}", API_VERSION, namespace, f"{PLURAL}/{name}")
 
     def patch_status(
         self, namespace: str, name: str, patch: Mapping[str, Any], resource_version: str | None = None
     ) -> dict[str, Any]:
         """A merge patch of status. With `resource_version` it is a compare-and-swap: the apiserver
-        applies it only if the object is still at that version, else ConflictError (409)."""
+        applies it only if the object is still at that version, else errors.KubeConflict (409)."""
         body: dict[str, Any] = {"status": patch}
         if resource_version is not None:
             body["metadata"] = {"resourceVersion": resource_version}
-        response = self.api.patch(
-            version=API_VERSION,
-            namespace=namespace,
-            url=f"{PLURAL}/{name}/status",
+        return self._call(
+            "patch",
+            f"{PLURAL}/{name}/status",
+            API_VERSION,
+            namespace,
+            f"{PLURAL}/{name}/status",
             data=json.dumps(body),
             headers={"Content-Type": "application/merge-patch+json"},
         )
-        if response.status_code == 404:
-            raise NotFoundError(f"{PLURAL}/{name}")
-        if response.status_code == 409:
-            raise ConflictError(f"{PLURAL}/{name} changed since resourceVersion {resource_version}")
-        self.api.raise_for_status(response)
-        written: dict[str, Any] = response.json()
-        return written
 
     # -- the leader-election Lease (coordination.k8s.io/v1) ----------------------------------
 
     def lease(self, namespace: str, name: str) -> dict[str, Any] | None:
-        response = self.api.get(version=LEASE_API, namespace=namespace, url=f"leases/{name}")
-        if response.status_code == 404:
+        try:
+            return self._call("get", f"leases/{name}", LEASE_API, namespace, f"leases/{name}")
+        except errors.KubeNotFound:
             return None
-        self.api.raise_for_status(response)
-        body: dict[str, Any] = response.json()
-        return body
 
     def create_lease(self, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        response = self.api.post(version=LEASE_API, namespace=namespace, url="leases", data=json.dumps(body))
-        return self._written(response, "leases")
+        """errors.KubeConflict when another candidate created it first."""
+        return self._call("post", "leases", LEASE_API, namespace, "leases", data=json.dumps(body))
 
     def update_lease(self, namespace: str, name: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        """PUT with the body's metadata.resourceVersion: 409 when someone else wrote it first."""
-        response = self.api.put(version=LEASE_API, namespace=namespace, url=f"leases/{name}", data=json.dumps(body))
-        return self._written(response, f"leases/{name}")
-
-    def _written(self, response: requests.Response, what: str) -> dict[str, Any]:
-        if response.status_code == 409:
-            raise ConflictError(what)
-        if response.status_code == 404:
-            raise NotFoundError(what)
-        self.api.raise_for_status(response)
-        body: dict[str, Any] = response.json()
-        return body
+        """PUT with the body's metadata.resourceVersion: errors.KubeConflict when someone else wrote it first."""
+        return self._call("put", f"leases/{name}", LEASE_API, namespace, f"leases/{name}", data=json.dumps(body))

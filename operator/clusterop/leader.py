@@ -30,8 +30,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from . import metrics
-from .kube import ConflictError, Kube
+from . import errors, metrics
+from .kube import Kube
 
 log = logging.getLogger("clusterop.leader")
 
@@ -136,10 +136,13 @@ class Elector:
                 acquired, transitions = now, int(spec.get("leaseTransitions") or 0) + 1
             metrics.LEASE_REQUESTS.labels("update").inc()
             self.kube.update_lease(c.namespace, c.name, self._body(lease, acquired, now, transitions))
-        except ConflictError:
+        except errors.KubeConflict:
             return False  # someone else wrote the Lease first
-        except Exception as e:  # apiserver away, timeout: not renewed this time
-            log.info("Lease update failed lease=%s/%s error=%s", c.namespace, c.name, type(e).__name__)
+        except errors.KubeError as e:  # apiserver away, timeout, RBAC: not renewed this time
+            log.info("Lease update failed lease=%s/%s error=%s", c.namespace, c.name, e)
+            return False
+        except Exception:  # a bug must not end the election thread: not renewed this time
+            log.exception("Lease update failed unexpectedly lease=%s/%s", c.namespace, c.name)
             return False
         self._won(started, transitions)
         return True
@@ -230,5 +233,7 @@ class Elector:
                 metrics.LEASE_REQUESTS.labels("update").inc()
                 self.kube.update_lease(c.namespace, c.name, {**lease, "spec": spec})
                 log.info("Released lease=%s/%s identity=%s", c.namespace, c.name, c.identity)
-            except Exception as e:
-                log.warning("Releasing the lease failed lease=%s/%s error=%s", c.namespace, c.name, type(e).__name__)
+            except errors.KubeError as e:
+                log.warning("Releasing the lease failed lease=%s/%s error=%s", c.namespace, c.name, e)
+            except Exception:  # on SIGTERM: the operator stops all the same
+                log.exception("Releasing the lease failed unexpectedly lease=%s/%s", c.namespace, c.name)

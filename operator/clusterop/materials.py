@@ -20,9 +20,10 @@ import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from . import errors
 from .client import Connection, Credentials
 from .errors import InvalidSpec, Refusal
-from .kube import Kube, NotFoundError
+from .kube import Kube
 from .model import ClusterSpec, NodeKind, Observed
 
 ClusterKey = tuple[str, str]  # namespace, name
@@ -149,7 +150,7 @@ class Materials:
     def _secret(self, ns: str, secret: str, field_name: str) -> Mapping[str, str]:
         try:
             return self.kube.secret(ns, secret).data
-        except NotFoundError:
+        except errors.KubeNotFound:
             raise InvalidSpec(
                 Refusal.SECRET_MISSING, f"Secret {ns}/{secret} ({field_name}) does not exist yet"
             ) from None
@@ -168,7 +169,7 @@ class Materials:
             assert tls.ca_config_map is not None
             try:
                 pem = self.kube.config_map(ns, tls.ca_config_map.name).get(tls.ca_config_map.key)
-            except NotFoundError:
+            except errors.KubeNotFound:
                 raise InvalidSpec(
                     Refusal.SECRET_MISSING,
                     f"ConfigMap {ns}/{tls.ca_config_map.name} (tls.caConfigMapRef) does not exist yet",

@@ -17,11 +17,11 @@ from typing import Any, cast
 
 import pytest
 
+from cloudify_manager_sim.harness import SimulatorProcess
 from clusterop.client import make_session
 from clusterop.kube import Kube
 from clusterop.model import Phase
 from clusterop.reconciler import ObjectState, Outcome, Reconciler, Settings
-from clusterop.simulator.harness import SimulatorProcess
 
 from .fakekube import FakeKube
 

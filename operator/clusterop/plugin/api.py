@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import pykube
-import requests
 
+from .. import errors
 from ..model import GROUP, PAUSE_ANNOTATION, PLURAL, VERSION
 
 API_VERSION = f"{GROUP}/{VERSION}"
@@ -41,34 +41,45 @@ class Api:
 
     def _call(self, method: str, what: str, **kwargs: Any) -> dict[str, Any]:
         try:
-            response: requests.Response = getattr(self.http, method)(version=API_VERSION, **kwargs)
-        except requests.RequestException as e:
-            raise PluginError(f"cannot reach the Kubernetes API at {self.server}: {type(e).__name__}") from None
-        if response.status_code < 400:
-            body: dict[str, Any] = response.json()
-            return body
-        message = _message(response)
-        if response.status_code == 401:
-            raise PluginError(f"not logged in to {self.server} (401 Unauthorized): check your kubeconfig credentials")
-        if response.status_code == 403:
-            raise PluginError(f"no access: {message}")
-        if response.status_code == 404:
+            return self._request(method, what, **kwargs)
+        except errors.KubeUnreachable as e:
+            raise PluginError(f"cannot reach the Kubernetes API at {self.server}: {e.reason}") from None
+        except errors.KubeUnauthorized as e:
+            if e.status == 401:
+                raise PluginError(
+                    f"not logged in to {self.server} (401 Unauthorized): check your kubeconfig credentials"
+                ) from None
+            raise PluginError(f"no access: {e.message or e.reason or 'HTTP 403'}") from None
+        except errors.KubeNotFound:
             if not self._crd_installed():
                 raise PluginError(
                     f"the ManagerCluster CRD is not installed on {self.server}: "
                     "kubectl apply -f crds/ (or install the Helm chart)"
-                )
-            raise PluginError(f"{what} not found")
-        raise PluginError(f"{what}: {response.status_code} {message}")
+                ) from None
+            raise PluginError(f"{what} not found") from None
+        except errors.KubeError as e:
+            raise PluginError(f"{what}: {e.status} {e.message or e.reason}".rstrip()) from None
+
+    def _request(self, method: str, what: str, **kwargs: Any) -> dict[str, Any]:
+        """One request; every failure an `errors.KubeError` (the operator's error tree)."""
+        try:
+            response = getattr(self.http, method)(version=API_VERSION, **kwargs)
+        except OSError as e:  # requests' connection errors and timeouts are OSErrors
+            raise errors.KubeUnreachable(what, reason=type(e).__name__) from None
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        return errors.kube_result(what, response.status_code, body)
 
     def _crd_installed(self) -> bool:
         try:
-            response = self.http.get(version=API_VERSION, url="")
-            if response.status_code != 200:
-                return False
-            return any(r.get("name") == PLURAL for r in response.json().get("resources") or [])
-        except requests.RequestException:
+            resources = self._request("get", "the API group", url="").get("resources") or []
+        except errors.KubeUnreachable:
             return True  # cannot tell: say "not found", which is what the server said
+        except errors.KubeError:
+            return False
+        return any(r.get("name") == PLURAL for r in resources)
 
     def get(self, namespace: str, name: str) -> dict[str, Any]:
         return self._call(
@@ -104,10 +115,3 @@ class Api:
             data=json.dumps(patch),
             headers={"Content-Type": "application/merge-patch+json"},
         )
-
-
-def _message(response: requests.Response) -> str:
-    try:
-        return str(response.json().get("message") or response.reason)
-    except ValueError:
-        return str(response.reason or response.text[:200])
