@@ -181,7 +181,9 @@ def test_an_invalid_spec_is_refused_and_argocd_shows_why(gitops: GitOps):
     )
     if (g.status().get("operationState") or {}).get("phase") == "Running":
         g.argocd.cli("app", "terminate-op", g.app_name)
-    g.wait_app(lambda st: (st.get("operationState") or {}).get("phase") != "Running", message="the operation to end")
+    # Ended: a terminated operation passes through Terminating (still in progress for a new sync).
+    ended = ("Succeeded", "Failed", "Error")
+    g.wait_app(lambda st: (st.get("operationState") or {}).get("phase") in ended, message="the operation to end")
     g.argocd.cli("app", "sync", g.app_name, "--async")
     g.wait_settled()
     assert g.manager_writes() == writes
