@@ -55,9 +55,9 @@ unit: venv ## Unit tests only (no control plane)
 	$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
 
 .PHONY: test
-test: venv controlplane ## The whole test suite: unit, simulator, control plane, e2e, Argo CD, then e2e-node (CI runs this)
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
-	@$(MAKE) --no-print-directory e2e-node
+test: venv controlplane ## The whole test suite: unit, simulator, control plane, e2e, then e2e-node with tests/argocd (CI runs this)
+	$(VENV)/bin/pytest --ignore=tests/argocd $(PYTEST_ARGS)
+	@NODE_SUITES="e2e argocd" $(MAKE) --no-print-directory e2e-node
 
 .PHONY: run
 run: venv ## Run the operator against the current kubeconfig (KUBECONFIG or in-cluster)

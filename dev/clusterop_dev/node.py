@@ -68,6 +68,7 @@ CONTROLLERS = (
     "root-ca-certificate-publisher-controller", "endpointslice-controller",
     "endpointslice-mirroring-controller", "endpoints-controller", "taint-eviction-controller",
     "pod-garbage-collector-controller", "clusterrole-aggregation-controller", "ttl-controller",
+    "disruption-controller",  # PodDisruptionBudget status (Argo CD waits for it: deploy/ has a PDB)
 )  # fmt: skip
 CLONE_NEWNET = 0x40000000
 

@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
 # `make e2e-node`: tests/e2e (E2E_CLUSTER=node, the suite's in-cluster mode, with tests/e2e/node) against
-# the operator and the simulator running as pods on the local node (make cluster-up).
+# the operator and the simulator running as pods on the local node (make cluster-up); with
+# NODE_SUITES="e2e argocd" (make test) then tests/argocd on the same node, where Argo CD syncs the
+# operator's Deployment from git; NODE_SUITES=argocd (make e2e-argocd) runs that suite alone.
 #
 # Starts the cluster unless one runs (and then stops it again), builds the image (make image)
 # unless docker has it, loads it into the node, deploys the operator (hack/kind: deploy/default
-# with the dev image, the suite's pace) and the simulator (deploy/simulator), port-forwards the
-# simulator's control API, runs the tests, dumps logs when they fail, and after cluster-down
-# checks that the host is as it was found (ip netns, links, mounts, cgroups, kubelet's paths).
+# with the dev image, the suite's pace; for tests/e2e only) and the simulator (deploy/simulator),
+# port-forwards the simulator's control API, runs the tests, dumps logs when they fail, and after
+# cluster-down checks that the host is as it was found (ip netns, links, mounts, cgroups, kubelet's paths).
 #
 # Env: PY (python of the venv), IMAGE (cloudify-cluster-operator:dev), ARTIFACTS, PYTEST_ARGS,
-# KEEP_CLUSTER=1 (leave a cluster this script started running). Prints one line and exits 0 when
-# this machine cannot run a node (not root, no docker engine, no unshare/nsenter/ip).
+# NODE_SUITES ("e2e" by default; "e2e argocd", "argocd"), KEEP_CLUSTER=1 (leave a cluster this
+# script started running). When this machine cannot run a node (not root, no docker engine, no
+# unshare/nsenter/ip) it says so in one line: tests/e2e is then skipped (exit 0) and tests/argocd
+# runs on the plain local control plane with the operator as a host process.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=${PY:-.venv/bin/python}
@@ -19,7 +23,9 @@ ARTIFACTS=${ARTIFACTS:-${TMPDIR:-/tmp}/clusterop-node-artifacts}
 OPERATOR_NS=cloudify-cluster-operator
 SIM_NS=cloudify-manager-sim
 export KUBECONFIG=$PWD/.testbed/kubeconfig
+SUITES=" ${NODE_SUITES:-e2e} "
 say() { echo "e2e-node: $*" >&2; }
+suite() { [[ "$SUITES" == *" $1 "* ]]; }
 node() { "$PY" -m clusterop_dev.node "$@" --dir .testbed; }
 
 cannot=""
@@ -28,7 +34,13 @@ for tool in docker ctr containerd runc ip nsenter unshare nft kubectl; do
   command -v "$tool" >/dev/null 2>&1 || cannot=${cannot:-"no $tool"}
 done
 [ -n "$cannot" ] || docker info >/dev/null 2>&1 || cannot="no docker engine (docker info failed)"
-if [ -n "$cannot" ]; then say "SKIPPED: this machine cannot run a node: $cannot"; exit 0; fi
+if [ -n "$cannot" ]; then
+  suite e2e && say "SKIPPED: this machine cannot run a node: $cannot"
+  # tests/argocd falls back to the local control plane, the operator as a host process (its header says so).
+  # shellcheck disable=SC2086
+  if suite argocd; then ARGOCD_NO_NODE="$cannot" exec "$PY" -m pytest tests/argocd -m argocd -p no:cacheprovider ${PYTEST_ARGS:-}; fi
+  exit 0
+fi
 
 pf_pid=
 started=0
@@ -72,13 +84,17 @@ fi
 # image, deploy/simulator) load them into the running node themselves.
 make --no-print-directory image sim-image IMAGE="$IMAGE"
 
-say "deploying the operator (hack/kind overlay of deploy/default) and the simulator (deploy/simulator)"
-kubectl apply --server-side -k hack/kind >/dev/null
-kubectl wait --for=condition=Established crd/managerclusters.cloudify.co --timeout=60s >/dev/null
+if suite e2e; then
+  say "deploying the operator (hack/kind overlay of deploy/default) and the simulator (deploy/simulator)"
+  kubectl apply --server-side -k hack/kind >/dev/null
+  kubectl wait --for=condition=Established crd/managerclusters.cloudify.co --timeout=60s >/dev/null
+else
+  say "deploying the simulator (deploy/simulator); Argo CD syncs the operator"
+fi
 kubectl create namespace "$SIM_NS" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 kubectl -n "$SIM_NS" apply --server-side -k deploy/simulator >/dev/null
 kubectl -n "$SIM_NS" rollout status deploy/cloudify-manager-sim --timeout=180s
-kubectl -n "$OPERATOR_NS" rollout status deploy/cloudify-cluster-operator --timeout=180s
+suite e2e && kubectl -n "$OPERATOR_NS" rollout status deploy/cloudify-cluster-operator --timeout=180s
 
 port=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 kubectl -n "$SIM_NS" port-forward svc/cloudify-manager-sim "$port:8100" >/dev/null 2>&1 &
@@ -86,11 +102,27 @@ pf_pid=$!
 for _ in $(seq 1 60); do curl -fsS "http://127.0.0.1:$port/control/health" >/dev/null 2>&1 && break; sleep 0.5; done
 curl -fsS "http://127.0.0.1:$port/control/health" >/dev/null
 
-say "running tests/e2e (with tests/e2e/node) against the node"
-# shellcheck disable=SC2086
-E2E_CLUSTER=node \
-E2E_SIM_CONTROL="http://127.0.0.1:$port/control" \
-E2E_SIM_NAMESPACE="$SIM_NS" \
-E2E_OPERATOR_NAMESPACE="$OPERATOR_NS" \
-E2E_IMAGE="$IMAGE" \
-  "$PY" -m pytest tests/e2e -p no:cacheprovider ${PYTEST_ARGS:-}
+export E2E_CLUSTER=node E2E_SIM_CONTROL="http://127.0.0.1:$port/control" E2E_SIM_NAMESPACE="$SIM_NS" \
+  E2E_OPERATOR_NAMESPACE="$OPERATOR_NS" E2E_IMAGE="$IMAGE"
+failed=0
+if suite e2e; then
+  say "running tests/e2e (with tests/e2e/node) against the node"
+  # shellcheck disable=SC2086
+  "$PY" -m pytest tests/e2e -p no:cacheprovider ${PYTEST_ARGS:-} || failed=1
+fi
+if suite argocd; then
+  if suite e2e; then
+    dump_to=$ARTIFACTS; ARTIFACTS=$ARTIFACTS/e2e; [ "$failed" = 1 ] && dump; ARTIFACTS=$dump_to
+    # One operator per cluster: hack/kind's (all namespaces) would act on Argo CD's ManagerCluster too.
+    say "removing hack/kind's operator Deployment: tests/argocd has Argo CD sync its own"
+    kubectl -n "$OPERATOR_NS" delete deploy/cloudify-cluster-operator --cascade=foreground --timeout=120s >/dev/null
+    for _ in $(seq 1 120); do
+      [ -z "$(kubectl -n "$OPERATOR_NS" get pods -l app.kubernetes.io/name=cloudify-cluster-operator -o name)" ] && break
+      sleep 1
+    done
+  fi
+  say "running tests/argocd against the node: Argo CD syncs the operator as pods"
+  # shellcheck disable=SC2086
+  "$PY" -m pytest tests/argocd -m argocd -p no:cacheprovider ${PYTEST_ARGS:-} || failed=1
+fi
+exit "$failed"

@@ -1,9 +1,12 @@
 """Fixtures of the Argo CD e2e suite: Argo CD's redis, repo-server, application-controller and
-argocd-server as host processes on loopback against the local control plane, a git repository
-holding what deploy/argocd/app renders, the simulator, and the Application that syncs it."""
+argocd-server as host processes on loopback against the control plane (the local node's, or the
+plain local one), a git repository holding what deploy/argocd/app renders, the simulator, and the
+Application that syncs it. The mode (operator as pods on the node, or as a host process) is decided
+once, in gitops.IN_CLUSTER, and said in one line of pytest's header."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -11,18 +14,22 @@ from kubernetes import client
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
-from cloudify_manager_sim.harness import SimulatorProcess
+from cloudify_manager_sim.harness import SimulatorControl, SimulatorProcess
 from clusterop_dev.harness import wait_for
 from clusterop_dev.testbed import Cluster
 
 from .argocdtools import ARGOCD_CM, ARGOCD_NAMESPACE, ArgoCD, argocd_binary, run
-from .gitops import GitOps
+from .gitops import IN_CLUSTER, GitOps, mode_line
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "argocd: Argo CD (make argocd) syncs the operator and ManagerClusters (tests/argocd)"
     )
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return mode_line()
 
 
 def _kubectl(testbed: Cluster, *args: str) -> str:
@@ -33,8 +40,8 @@ def _kubectl(testbed: Cluster, *args: str) -> str:
 def argocd(testbed: Cluster, kube_api: ApiClient, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ArgoCD]:
     """Argo CD installed as docs/argocd.md says (its CRDs, namespace `argocd`, our argocd-cm keys
     merged by a server-side apply), its components running as host processes; stopped by PID."""
-    if testbed.kind:
-        pytest.skip("the Argo CD suite runs Argo CD's components on the host against the local control plane")
+    if testbed.kind and not IN_CLUSTER:
+        pytest.skip("the Argo CD suite runs Argo CD's components on the host against the local control plane or node")
     binary = argocd_binary()
     core = client.CoreV1Api(kube_api)
     try:
@@ -77,9 +84,20 @@ def argocd(testbed: Cluster, kube_api: ApiClient, tmp_path_factory: pytest.TempP
 
 
 @pytest.fixture(scope="module")
-def sim() -> Iterator[SimulatorProcess]:
-    with SimulatorProcess(machines=0, start_delay=0.3, join_delay=0.3, failover_delay=1.0) as s:
-        yield s
+def sim() -> Iterator[SimulatorControl]:
+    """On the node, the simulator pod (deploy/simulator) through E2E_SIM_CONTROL, a port-forward
+    hack/node/e2e.sh opens; elsewhere a simulator process."""
+    delays = {"start_delay": 0.3, "join_delay": 0.3, "failover_delay": 1.0}
+    if not IN_CLUSTER:
+        with SimulatorProcess(machines=0, **delays) as s:
+            yield s
+        return
+    control = os.environ.get("E2E_SIM_CONTROL")
+    if not control:
+        pytest.fail("E2E_CLUSTER=node: E2E_SIM_CONTROL must name the simulator pod's control API")
+    with SimulatorControl(control) as remote:
+        remote.set_delays(**delays)
+        yield remote
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +105,7 @@ def gitops(
     testbed: Cluster,
     kube_api: ApiClient,
     argocd: ArgoCD,
-    sim: SimulatorProcess,
+    sim: SimulatorControl,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[GitOps]:
     """One Application for the module (the CRD and the cluster-wide RBAC it syncs can have only one

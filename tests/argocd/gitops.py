@@ -1,28 +1,34 @@
-"""The GitOps set-up of docs/argocd.md on the test bed: a git repository holding what
-deploy/argocd/app renders (sync waves and all), the Application of deploy/argocd/application.yaml
-pointed at it, and what the tests judge by: Argo CD's own Application status, the ManagerCluster,
-and the simulated managers.
+"""The GitOps set-up of docs/argocd.md: a git repository holding what deploy/argocd/app renders
+(sync waves and all), the Application of deploy/argocd/application.yaml pointed at it, and what the
+tests judge by: Argo CD's own Application status, the ManagerCluster, and the simulated managers.
 
-One difference from a real cluster, said once: the test bed has no node, so the operator's
-Deployment cannot run a pod; it and its PodDisruptionBudget are left out of the repository and the
-operator runs as a host process, as the Deployment runs it, with the token of the ServiceAccount
-that Argo CD synced (so the synced RBAC is what it runs with).
+Two modes, decided once (`IN_CLUSTER`):
+- on the real node (E2E_CLUSTER=node, set by hack/node/e2e.sh: make e2e-argocd, make test) the
+  repository holds all of deploy/argocd/app, the operator's Deployment (2 replicas, leader
+  election) and PodDisruptionBudget included, with the dev image loaded into the node set by a
+  kustomize `images:` overlay: Argo CD syncs the operator and it runs as pods; the simulator is the
+  pod of deploy/simulator, reached through a port-forward;
+- elsewhere (no node) the Deployment and its PodDisruptionBudget are left out of the repository
+  and the operator runs as a host process, as the Deployment runs it, with the token of the
+  ServiceAccount that Argo CD synced (so the synced RBAC is what it runs with).
 """
 
 from __future__ import annotations
 
 import copy
+import os
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+import yaml
 from kubernetes import client
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
-from cloudify_manager_sim.harness import SimulatorProcess
-from clusterop_dev.harness import Clusters, OperatorProcess, node_specs, wait_for
+from cloudify_manager_sim.harness import SimulatorControl
+from clusterop_dev.harness import Clusters, OperatorProcess, Timeout, node_specs, wait_for
 from clusterop_dev.testbed import Cluster
 from deploy.deploytools import WATCHED_NS, kustomize, load_all, relocate
 
@@ -35,10 +41,22 @@ APP = ("argoproj.io", "v1alpha1", "applications")
 CLUSTER_FILE = "app/managercluster.yaml"
 # What exists only for the operator's pod, left out of the repository on a bed with no node.
 POD_ONLY = ("Deployment", "PodDisruptionBudget")
+OPERATOR = "cloudify-cluster-operator"  # the Deployment, its ServiceAccount and its Lease
+# The one decision of the suite's mode: hack/node/e2e.sh sets E2E_CLUSTER=node once the node runs.
+IN_CLUSTER = os.environ.get("E2E_CLUSTER") == "node"
+IMAGE = os.environ.get("E2E_IMAGE", "cloudify-cluster-operator:dev")
+
+
+def mode_line() -> str:
+    """The one line that says how this run runs the operator."""
+    if IN_CLUSTER:
+        return f"tests/argocd: on the real node: the operator runs as pods ({IMAGE}) synced by Argo CD"
+    why = os.environ.get("ARGOCD_NO_NODE") or "E2E_CLUSTER is not node; make e2e-argocd brings a node up where it can"
+    return f"tests/argocd: no real node here ({why}): the operator runs as a host process"
 
 
 class GitOps:
-    def __init__(self, testbed: Cluster, api: ApiClient, argocd: ArgoCD, sim: SimulatorProcess, workdir: Path) -> None:
+    def __init__(self, testbed: Cluster, api: ApiClient, argocd: ArgoCD, sim: SimulatorControl, workdir: Path) -> None:
         self.testbed = testbed
         self.api = api
         self.argocd = argocd
@@ -59,23 +77,49 @@ class GitOps:
         self.custom = client.CustomObjectsApi(api)
         self.core = client.CoreV1Api(api)
         self.clusters = Clusters(api, self.watched_ns)
-        self.app_name = "cloudify-cluster-operator"
+        self.app_name = OPERATOR
         self.app_created = False
         self.operator: OperatorProcess | None = None
 
     # -- what git holds ---------------------------------------------------------------------------
 
     def _render(self) -> tuple[list[Obj], Obj]:
-        """deploy/argocd/app as Argo CD renders it, in this test's own namespaces, minus the
-        Deployment and the PodDisruptionBudget of its pod (no node here: the operator runs as a
-        process, and a budget for pods that never exist never turns Healthy)."""
-        objs = [o for o in kustomize("deploy/argocd/app") if o["kind"] not in POD_ONLY]
+        """deploy/argocd/app as Argo CD renders it, in this test's own namespaces. On the node, with
+        the dev image and the suite's pace (as hack/kind sets them); elsewhere minus the Deployment
+        and the PodDisruptionBudget of its pod (the operator runs as a process, and a budget for
+        pods that never exist never turns Healthy)."""
+        if IN_CLUSTER:
+            objs = kustomize(self._overlay())
+        else:
+            objs = [o for o in kustomize("deploy/argocd/app") if o["kind"] not in POD_ONLY]
         objs = relocate(objs, operator_ns=self.operator_ns, watched_ns=self.watched_ns, suffix=self.suffix)
         for o in objs:
             if o["kind"] == "Namespace" and o["metadata"]["name"] == WATCHED_NS:
                 o["metadata"]["name"] = self.watched_ns
         (cluster,) = [o for o in objs if o["kind"] == "ManagerCluster"]
         return [o for o in objs if o is not cluster], cluster
+
+    def _overlay(self) -> Path:
+        """A kustomization over deploy/argocd/app that changes only the image (to the one loaded
+        into the node) and adds the e2e suite's 2 s resync, as hack/kind does for deploy/default."""
+        overlay = self.dir / "overlay"
+        overlay.mkdir()
+        name, _, tag = IMAGE.rpartition(":")
+        resync = {"op": "add", "path": "/spec/template/spec/containers/0/args/-", "value": "--resync-seconds=2"}
+        kustomization = {
+            "apiVersion": "kustomize.config.k8s.io/v1beta1",
+            "kind": "Kustomization",
+            "resources": [os.path.relpath(REPO / "deploy" / "argocd" / "app", overlay)],
+            "images": [{"name": "ghcr.io/cloudify-cosmo/cloudify-cluster-operator", "newName": name, "newTag": tag}],
+            "patches": [
+                {
+                    "target": {"kind": "Deployment", "name": OPERATOR},
+                    "patch": yaml.safe_dump([resync]),
+                }
+            ],
+        }
+        (overlay / "kustomization.yaml").write_text(yaml.safe_dump(kustomization, sort_keys=False))
+        return overlay
 
     def manifest(self, nodes: Sequence[Mapping[str, str]], **spec: Any) -> Obj:
         """The sample ManagerCluster (sync wave, options and all) with these nodes and spec keys."""
@@ -136,7 +180,31 @@ class GitOps:
         return dict(self.resource("ManagerCluster", self.name, status).get("health") or {})
 
     def wait_app(self, pred: Callable[[Obj], T | None], timeout: float = 120.0, message: str = "") -> T:
-        return wait_for(lambda: pred(self.status()), timeout=timeout, interval=0.5, message=message)
+        """Poll the Application's status; on a timeout, say what Argo CD shows."""
+        try:
+            return wait_for(lambda: pred(self.status()), timeout=timeout, interval=0.5, message=message)
+        except Timeout as e:
+            raise Timeout(f"{e}\nArgo CD shows:\n{self.summary()}") from None
+
+    def summary(self, status: Obj | None = None) -> str:
+        """The Application's health, sync and last operation, and every resource that is not
+        Synced and Healthy, with Argo CD's message for it."""
+        st = self.status() if status is None else status
+        health, sync, op = st.get("health") or {}, st.get("sync") or {}, st.get("operationState") or {}
+        lines = [
+            f"  Application: {health.get('status')} {health.get('message') or ''}".rstrip(),
+            f"  sync: {sync.get('status')} at {sync.get('revision')}",
+            f"  operation: {op.get('phase')}: {op.get('message') or ''}".rstrip(),
+        ]
+        for r in st.get("resources") or []:
+            h = r.get("health") or {}
+            if r.get("status") != "Synced" or h.get("status") not in (None, "Healthy"):
+                where = f"{r.get('namespace')}/" if r.get("namespace") else ""
+                lines.append(
+                    f"  {r.get('kind')} {where}{r.get('name')}: {r.get('status')}, {h.get('status')}"
+                    f" {h.get('message') or ''}".rstrip()
+                )
+        return "\n".join(lines)
 
     def is_settled(self, st: Obj, revision: str | None = None) -> bool:
         """Synced to `revision` (the last commit by default), the last operation finished and
@@ -154,12 +222,29 @@ class GitOps:
     def wait_settled(self, timeout: float = 180.0) -> Obj:
         return self.wait_app(lambda st: st if self.is_settled(st) else None, timeout, "the Application to settle")
 
+    # -- the operator as pods (on the node) -------------------------------------------------------
+
+    def deployment_health(self, status: Obj | None = None) -> Obj:
+        """Argo CD's built-in health of the operator's Deployment ({} off the node)."""
+        return dict(self.resource("Deployment", OPERATOR, status).get("health") or {})
+
+    def lease_holder(self) -> str | None:
+        lease = client.CoordinationV1Api(self.api).read_namespaced_lease(OPERATOR, self.operator_ns)
+        return lease.spec.holder_identity if lease.spec else None
+
+    def operator_pods(self) -> list[str]:
+        pods = self.core.list_namespaced_pod(
+            self.operator_ns, label_selector=f"app.kubernetes.io/name={OPERATOR}"
+        ).items
+        return sorted(p.metadata.name for p in pods if p.status.phase == "Running")
+
     # -- the operator, as a process (no node on this bed) -----------------------------------------
 
     def start_operator(self) -> OperatorProcess:
         """Once Argo CD synced its ServiceAccount (wave 0), run the operator with that account's
         token as the Deployment runs it: every namespace, under a Lease in its own namespace."""
-        sa = "cloudify-cluster-operator"
+        assert not IN_CLUSTER, "on the node the operator is the Deployment Argo CD synced"
+        sa = OPERATOR
 
         def synced() -> bool:
             try:
@@ -184,9 +269,10 @@ class GitOps:
         return self.operator
 
     def deploy(self) -> Obj:
-        """The Application created and the operator running; returns the settled status."""
+        """The Application created and the operator running (as a process off the node); returns
+        the settled status."""
         self.create_application()
-        if self.operator is None:
+        if self.operator is None and not IN_CLUSTER:
             self.start_operator()
         return self.wait_settled()
 

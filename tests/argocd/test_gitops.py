@@ -3,8 +3,10 @@ its sync waves, deploy/argocd/application.yaml), judges the ManagerCluster with 
 argocd-cm, and runs our suspend/resume actions through argocd-server's action API. Every test is
 judged from Argo CD's own Application status and from the simulated managers.
 
-The operator runs as a host process (this test bed has no node to run its Deployment's pod).
-The tests share one Application and run in file order; each starts from a settled Application.
+On the real node (make e2e-argocd, make test) the operator is the Deployment Argo CD synced from
+git (2 pods, leader election), so the Application's health covers it too; elsewhere it runs as a
+host process (pytest's header says which, in one line). The tests share one Application and run
+in file order; each starts from a settled Application.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import pytest
 
 from clusterop_dev.harness import wait_for
 
-from .gitops import CLUSTER_FILE, GitOps
+from .gitops import CLUSTER_FILE, IN_CLUSTER, GitOps
 
 pytestmark = pytest.mark.argocd
 Obj = dict[str, Any]
@@ -24,9 +26,42 @@ Obj = dict[str, Any]
 def test_syncs_and_turns_healthy_only_when_the_cluster_is_ready(gitops: GitOps):
     g = gitops
     g.create_application()
-    # Before the operator runs: wave 1 (the ManagerCluster, Missing until then) is applied, and
-    # the sync operation ends there: Argo CD waits for health between waves, not after the last.
-    # The Application stays Progressing on the ManagerCluster's health alone.
+    if IN_CLUSTER:
+        seen = _operator_synced_first(g)
+    else:
+        seen = [_cluster_applied_before_the_operator_runs(g)]
+        g.start_operator()
+    healthy_while_not_ready: list[Obj] = []
+
+    def settled() -> Obj | None:
+        st = g.status()
+        seen.append(st)
+        if st.get("health", {}).get("status") == "Healthy" and not g.clusters.is_ready(g.name):
+            healthy_while_not_ready.append(st)
+        return st if g.is_settled(st) else None
+
+    st = g.wait_app(lambda _: settled(), timeout=180, message="the Application to settle")
+    assert not healthy_while_not_ready
+    assert "Progressing" in {(s.get("health") or {}).get("status") for s in seen}
+    assert g.clusters.is_ready(g.name)
+    assert g.cluster_health(st) == {"status": "Healthy", "message": "3/3 nodes online, leader manager-1"}
+    assert g.resource("CustomResourceDefinition", "managerclusters.cloudify.co", st)["status"] == "Synced"
+    (cluster,) = g.sim_clusters()
+    assert cluster["bootstraps"] == 1
+    assert {m["name"] for m in cluster["members"]} == {"manager-1", "manager-2", "manager-3"}
+    if IN_CLUSTER:
+        # The operator that formed it is one of the Deployment's two pods: it holds the Lease.
+        assert g.deployment_health(st)["status"] == "Healthy"
+        assert g.resource("PodDisruptionBudget", "cloudify-cluster-operator", st)["health"]["status"] == "Healthy"
+        pods = g.operator_pods()
+        assert len(pods) == 2, pods
+        assert g.lease_holder() in pods
+
+
+def _cluster_applied_before_the_operator_runs(g: GitOps) -> Obj:
+    """Off the node, before the operator process runs: wave 1 (the ManagerCluster, Missing until
+    then) is applied, and the sync operation ends there: Argo CD waits for health between waves,
+    not after the last. The Application stays Progressing on the ManagerCluster's health alone."""
     st = g.wait_app(
         lambda st: (
             st
@@ -40,24 +75,24 @@ def test_syncs_and_turns_healthy_only_when_the_cluster_is_ready(gitops: GitOps):
     assert g.cluster_health(st) == {"status": "Progressing", "message": "Waiting for the operator to report status"}
     assert st["health"]["status"] == "Progressing"
     assert g.manager_writes() == 0
+    return st
 
-    g.start_operator()
-    healthy_while_not_ready: list[Obj] = []
 
-    def settled() -> Obj | None:
+def _operator_synced_first(g: GitOps) -> list[Obj]:
+    """On the node the operator's Deployment is in wave 0: Argo CD applies the ManagerCluster
+    (wave 1) only once its built-in Deployment health says Healthy (both pods rolled out and
+    Ready). Returns the statuses seen until the ManagerCluster was applied."""
+    seen: list[Obj] = []
+
+    def cluster_applied() -> Obj | None:
         st = g.status()
-        if st.get("health", {}).get("status") == "Healthy" and not g.clusters.is_ready(g.name):
-            healthy_while_not_ready.append(st)
-        return st if g.is_settled(st) else None
+        seen.append(st)
+        return st if g.cluster_health(st).get("status") not in (None, "Missing") else None
 
-    st = wait_for(settled, timeout=180, interval=0.2, message="the Application to settle")
-    assert not healthy_while_not_ready
-    assert g.clusters.is_ready(g.name)
-    assert g.cluster_health(st) == {"status": "Healthy", "message": "3/3 nodes online, leader manager-1"}
-    assert g.resource("CustomResourceDefinition", "managerclusters.cloudify.co", st)["status"] == "Synced"
-    (cluster,) = g.sim_clusters()
-    assert cluster["bootstraps"] == 1
-    assert {m["name"] for m in cluster["members"]} == {"manager-1", "manager-2", "manager-3"}
+    g.wait_app(lambda _: cluster_applied(), timeout=240, message="the operator synced, then the ManagerCluster")
+    deployment = [g.deployment_health(st).get("status") for st in seen]
+    assert deployment[-1] == "Healthy", deployment
+    return seen
 
 
 def _argocd_writes(obj: Obj) -> list[tuple[str, str]]:
@@ -146,7 +181,9 @@ def test_an_invalid_spec_is_refused_and_argocd_shows_why(gitops: GitOps):
     )
     if (g.status().get("operationState") or {}).get("phase") == "Running":
         g.argocd.cli("app", "terminate-op", g.app_name)
-    g.wait_app(lambda st: (st.get("operationState") or {}).get("phase") != "Running", message="the operation to end")
+    # Ended: a terminated operation passes through Terminating (still in progress for a new sync).
+    ended = ("Succeeded", "Failed", "Error")
+    g.wait_app(lambda st: (st.get("operationState") or {}).get("phase") in ended, message="the operation to end")
     g.argocd.cli("app", "sync", g.app_name, "--async")
     g.wait_settled()
     assert g.manager_writes() == writes
