@@ -75,6 +75,12 @@ cleanup() {
 trap cleanup EXIT
 
 if ! node status >/dev/null 2>&1; then
+  if ip netns list 2>/dev/null | grep -qE '^clusterop-(cp|node)\b'; then
+    # Another checkout's node runs on this host (the namespace names are fixed): leave it alone;
+    # a cleanup from here would remove its namespaces.
+    say "FAILED: another local node runs here (ip netns clusterop-cp/clusterop-node exist); stop it first (make cluster-down in its checkout)"
+    exit 1
+  fi
   "$PY" -m clusterop_dev.node snapshot --dir .testbed >"$before"
   started=1
   node up >/dev/null
