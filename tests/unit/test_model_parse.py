@@ -94,6 +94,7 @@ def nodes(*raw: Any) -> dict[str, Any]:
         (nodes({**N1, "endpoint": "ftp://h"}), "spec.nodes[0].endpoint must be an http(s) URL"),
         (nodes({**N1, "endpoint": "http://"}), "spec.nodes[0].endpoint must be an http(s) URL"),
         (nodes({**N1, "endpoint": "http://u:p@h"}), "spec.nodes[0].endpoint must not carry credentials"),
+        (nodes({**N1, "endpoint": "http://@h/"}), "spec.nodes[0].endpoint must not carry credentials"),
         (nodes({**N1, "endpoint": "http://h/?a=1"}), "spec.nodes[0].endpoint must not carry a query or fragment"),
         (nodes({**N1, "endpoint": "http://h/#x"}), "spec.nodes[0].endpoint must not carry a query or fragment"),
         (nodes({**N1, "endpoint": "http://h/?"}), "spec.nodes[0].endpoint must not carry a query or fragment"),
@@ -143,3 +144,8 @@ def test_helpers_render_stable_text() -> None:
     assert rfc3339(1796119201.123456) == "2026-12-01T10:00:01.123Z"
     assert canonical_json({"b": [1, {"d": 1, "c": 2}], "a": None}) == '{"a":null,"b":[1,{"c":2,"d":1}]}'
     assert len(config_hash("{}")) == 16 and config_hash("{}") != config_hash('{"a":1}')
+
+
+def test_exactly_the_most_nodes_is_accepted() -> None:
+    most = [{"name": f"n{i}", "hostIP": f"127.1.1.{i}", "endpoint": f"http://h{i}"} for i in range(MAX_NODES)]
+    assert len(ClusterSpec.parse(nodes(*most)).nodes) == MAX_NODES

@@ -10,9 +10,10 @@ from typing import Any
 from clusterop import planner, status
 from clusterop.model import EMPTY_CONFIG_HASH, LogLine, Member, Memory, NodeKind, NodeSeen, Observed, Pending
 
-from .test_planner import NOW, M, R, U, applied, seen, spec
+from .test_planner import NOW, D, M, R, U, applied, seen, spec
 
 S3 = spec("n1", "n2", "n3")
+S2 = spec("n1", "n2")
 JOIN_N3 = "join n3 via 127.1.0.1,127.1.0.2"
 
 
@@ -257,3 +258,62 @@ def test_memory_reads_members_cursors_and_hash() -> None:
     assert m.pending is not None and (m.pending.op, m.pending.node, m.pending.since) == ("remove", "n2", 3.0)
     assert status.memory_of({"logCursors": ["x"]}).cursors == {}
     assert status.memory_of({"appliedConfigHash": "abc", "leader": "n1"}).applied_config_hash == "abc"
+
+
+def test_blocked_and_waits_are_problems_but_progress_is_not() -> None:
+    offline = seen({"n1": M, "n2": R, "n3": R}, {"n1": True, "n2": False, "n3": True})
+    st = pass_status(S2, offline, applied(S2))  # MemberOffline holds the removal of n3
+    assert st["phase"] == "Degraded"
+    assert st["conditions"][2] == cond(
+        "Degraded",
+        True,
+        "MemberOffline",
+        "not removing n3 while n2 is offline; n2 is offline in the master's node list",
+    )
+    assert st["conditions"][0] == cond("Ready", False, "MemberOffline", "not removing n3 while n2 is offline")
+    unreachable = seen({"n1": M, "n2": R, "n3": D}, {"n1": True, "n2": True})  # n3 cannot be joined
+    st = pass_status(S3, unreachable, applied(S3))
+    assert st["error"] == "cannot join n3: boom; n3 is unreachable: boom"
+    assert st["conditions"][2]["reason"] == "NodeUnreachable"
+    # WaitingForJoins and a Joining wait are progress, not problems
+    joins_first = seen({"n1": M, "n2": U, "n3": R}, {"n1": True, "n3": True})
+    st = pass_status(S2, joins_first, applied(S2))
+    assert st["phase"] == "Joining" and st["error"] is None and st["conditions"][2]["status"] == "False"
+    joining = seen({"n1": M, "n2": R, "n3": R}, {"n1": True, "n2": True, "n3": False})
+    st = pass_status(S3, joining, with_pending(applied(S3), Pending("join", "n3", since=NOW)))
+    assert st["error"] is None and st["plannedActions"] == ["wait: n3 joined; waiting until the master lists it online"]
+
+
+def with_pending(m: Memory, p: Pending) -> Memory:
+    return Memory(pending=p, applied_config_hash=m.applied_config_hash)
+
+
+def test_an_unreachable_node_outside_the_spec_is_no_problem_and_a_listed_master_stays_master() -> None:
+    o = Observed(
+        nodes={
+            "n1": NodeSeen("n1", NodeKind.UNREACHABLE, "timeout"),
+            "n2": NodeSeen("n2", R),
+            "n7": NodeSeen("n7", D, "x"),
+        },
+        members=(Member("n1", "127.1.0.1", True, True, True), Member("n2", "127.1.0.2", True, False, True)),
+        master="n1",
+    )
+    st = pass_status(S2, o, applied(S2), actions=())
+    assert st["error"] == "n1 is unreachable: timeout"
+    assert st["nodes"][0] == row("n1", "Master", online=True, master=True)
+
+
+def test_a_pending_write_read_back_from_status_with_its_defaults() -> None:
+    m = status.memory_of({"pending": {"op": "join", "node": "n2"}})
+    assert m.pending is not None
+    assert (m.pending.host_ip, m.pending.endpoint, m.pending.since, m.pending.attempts) == ("", "", 0.0, 1)
+    full = {"op": "join", "node": "n2", "hostIP": "127.1.0.2", "endpoint": "http://e", "since": 5.5, "attempts": 3}
+    m = status.memory_of({"pending": full})
+    assert m.pending is not None
+    assert (m.pending.host_ip, m.pending.endpoint, m.pending.since, m.pending.attempts) == (
+        "127.1.0.2",
+        "http://e",
+        5.5,
+        3,
+    )
+    assert status.memory_of({"pending": None}).pending is None
