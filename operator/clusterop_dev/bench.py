@@ -50,6 +50,7 @@ from clusterop_dev.benchkit.procfs import (
     raise_fd_limit,
     scrape,
 )
+from clusterop_dev.benchkit.profile import summarise
 from clusterop_dev.benchkit.proxy import CountingProxy
 from clusterop_dev.benchkit.readywatch import ReadyWatch
 from clusterop_dev.benchkit.report import plot, render_table, spread, targets
@@ -330,6 +331,8 @@ class Bench:
                 self.in_parallel(lambda body: self.apply(ns, body), bodies)
                 t_applied = time.monotonic()
                 all_ready = w.wait(names, cfg.ready_timeout)
+                self.stop_profiler(profiler, n)  # the formation only
+                profiler = None
                 t_ready = max(w.ready_at.values()) if w.ready_at else time.monotonic()
                 cpu1 = proc_cpu_seconds(pid)
                 passes1 = passes(metrics_url)
@@ -356,7 +359,7 @@ class Bench:
                 result["cpu_seconds_total"] = round(proc_cpu_seconds(pid), 2)
                 result["load"] = {"start": load0, "end": os.getloadavg()}
             finally:
-                self.stop_profiler(profiler)
+                self.stop_profiler(profiler, n)
                 w.close()
             say(f"scale {n}: deleting the ManagerClusters")
             self.delete_all(ns)
@@ -410,7 +413,8 @@ class Bench:
         }
 
     def start_profiler(self, pid: int, n: int) -> subprocess.Popen[bytes] | None:
-        if not self.config.profile or n != max(self.config.levels):
+        """py-spy on the operator while N clusters form (`--profile`): raw stacks and a summary."""
+        if not self.config.profile:
             return None
         pyspy = Path(sys.executable).parent / "py-spy"
         if not pyspy.exists():
@@ -419,17 +423,21 @@ class Bench:
         target = self.config.out / f"profile-{n}.txt"
         say(f"profiling the operator with py-spy into {target}")
         return subprocess.Popen(
-            [str(pyspy), "record", "--pid", str(pid), "--rate", "50", "--format", "raw", "--output", str(target),
-             "--threads", "--idle", "--nonblocking"],
+            [str(pyspy), "record", "--pid", str(pid), "--rate", "100", "--format", "raw", "--output", str(target),
+             "--threads", "--gil", "--nonblocking"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
 
-    @staticmethod
-    def stop_profiler(proc: subprocess.Popen[bytes] | None) -> None:
-        if proc is not None and proc.poll() is None:
+    def stop_profiler(self, proc: subprocess.Popen[bytes] | None, n: int) -> None:
+        if proc is None:
+            return
+        if proc.poll() is None:
             proc.send_signal(2)  # SIGINT: py-spy writes its output and exits
             with suppress(subprocess.TimeoutExpired):
                 proc.wait(60)
+        raw = self.config.out / f"profile-{n}.txt"
+        if raw.exists():
+            (self.config.out / f"profile-{n}-top.txt").write_text(summarise(raw))
 
 
 def new_key() -> str:
@@ -534,7 +542,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     p.add_argument("--ready-timeout", type=float, default=300.0)
     p.add_argument("--steady-intervals", type=float, default=2.0)
     p.add_argument("--out", type=Path, default=REPO / "bench-results")
-    p.add_argument("--profile", action="store_true", help="py-spy record the operator at the largest level")
+    p.add_argument("--profile", action="store_true", help="py-spy record the operator while each level forms")
     p.add_argument("--no-plot", action="store_true")
     p.add_argument("--operator-arg", action="append", default=[], help="extra operator flag (repeatable)")
     p.add_argument("--operator-env", action="append", default=[], help="NAME=VALUE for the operator (repeatable)")
