@@ -148,7 +148,12 @@ class Bench:
 
     def delete_all(self, ns: str, timeout: float = 300.0) -> None:
         """Delete the namespace's ManagerClusters (Orphan) while the operator runs, so it lets go."""
-        self.custom.delete_collection_namespaced_custom_object(GROUP, VERSION, ns, PLURAL)
+        try:
+            self.custom.delete_collection_namespaced_custom_object(GROUP, VERSION, ns, PLURAL)
+        except ApiException as e:
+            if e.status != 504:  # 3,000 at once outlasted the apiserver's timeout; it goes on deleting
+                raise
+            say(f"deleting the ManagerClusters of {ns}: the apiserver timed out (504); waiting for them to go")
         deadline = time.monotonic() + timeout
         while cast(dict[str, Any], self.custom.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, limit=1))[
             "items"
