@@ -23,12 +23,8 @@ import base64
 import json
 import os
 import platform
-import resource
-import socket
-import statistics
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -39,29 +35,35 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
-from kubernetes import client, watch
+from kubernetes import client
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
 from cloudify_manager_sim.harness import SimulatorProcess
+from clusterop_dev.benchkit.audit import AuditLog
+from clusterop_dev.benchkit.procfs import (
+    has_module,
+    passes,
+    proc_cpu_seconds,
+    proc_status_kib,
+    raise_fd_limit,
+    scrape,
+)
+from clusterop_dev.benchkit.profile import summarise
+from clusterop_dev.benchkit.proxy import CountingProxy
+from clusterop_dev.benchkit.readywatch import ReadyWatch
+from clusterop_dev.benchkit.report import plot, render_table, spread, targets
 from clusterop_dev.harness import GROUP, PLURAL, REPO, VERSION, OperatorProcess, apply_crd, manager_cluster, node_specs
 from clusterop_dev.testbed import TestBed
+from clusterop_dev.testkit import free_port
+
+__all__ = ["Config", "main", "render_table", "run"]
 
 OPERATOR_NS = "clusterop-system"
 OPERATOR_SA = "cloudify-cluster-operator"
 OPERATOR_USER = f"system:serviceaccount:{OPERATOR_NS}:{OPERATOR_SA}"
 FIELD_MANAGER = "clusterop-bench"
 CLI40 = REPO / "hack" / "cli40.py"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-MiB = 1024 * 1024
-
-# Targets of issue 7, checked against the figures and printed (never asserted).
-TARGET_LATENCY_S = 0.5
-TARGET_CLI_RATIO = 7.0
-TARGET_READY_S = 60.0
-TARGET_RSS_MIB = 160.0
-TARGET_GETS_PER_RESYNC = 1.0
-TARGET_CPU_SHARE = 0.10
 
 
 @dataclass
@@ -83,179 +85,11 @@ class Config:
     #: the operator's interpreter: `make bench` passes a venv with the runtime dependencies only,
     #: as in the image (the dev venv also holds the `kubernetes` client, which kopf imports: ~11 MiB)
     operator_python: str = sys.executable
+    #: a stage of this many seconds, its manager requests counted (0 skips it)
+    long_stage: float = 60.0
+    #: the `operator/` folder of another checkout: its latency is measured too, in the same run
+    baseline_src: Path | None = None
     quiet_seconds: float = 5.0  # the steady window starts after this long without an operator write
-
-
-# -- process figures ------------------------------------------------------------------------------
-
-
-def proc_cpu_seconds(pid: int) -> float:
-    """utime + stime of the process (all its threads), from /proc/<pid>/stat."""
-    text = Path(f"/proc/{pid}/stat").read_text()
-    fields = text[text.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def proc_status_kib(pid: int, key: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1])
-    return 0
-
-
-def has_module(python: str, module: str) -> bool:
-    probe = f"import importlib.util, sys; sys.exit(importlib.util.find_spec({module!r}) is None)"
-    return subprocess.run([python, "-c", probe], check=False).returncode == 0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def scrape(metrics_url: str, prefix: str) -> float:
-    """The sum of the operator's Prometheus samples whose line starts with `prefix`."""
-    import urllib.request
-
-    with urllib.request.urlopen(metrics_url, timeout=10) as r:
-        text = r.read().decode()
-    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(prefix))
-
-
-def passes(metrics_url: str) -> int:
-    """Reconcile passes the operator has finished (its Prometheus counter)."""
-    return int(scrape(metrics_url, "clusterop_reconcile_total{"))
-
-
-def raise_fd_limit(wanted: int = 65536) -> int:
-    """Thousands of keep-alive connections (simulator, operator, clients) need more than 1024 fds;
-    children inherit the limit."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = min(wanted, hard) if hard != resource.RLIM_INFINITY else wanted
-    if soft < target:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-
-
-def spread(values: Sequence[float]) -> dict[str, Any]:
-    ordered = sorted(values)
-    return {
-        "runs": [round(v, 4) for v in values],
-        "median": round(statistics.median(ordered), 4),
-        "min": round(ordered[0], 4),
-        "max": round(ordered[-1], 4),
-        "stdev": round(statistics.stdev(ordered), 4) if len(ordered) > 1 else 0.0,
-    }
-
-
-# -- the apiserver audit log -------------------------------------------------------------------------
-
-
-class AuditLog:
-    """Writes by one user, read from the test bed's audit log from a remembered offset."""
-
-    def __init__(self, path: Path, user: str) -> None:
-        self.path = path
-        self.user = user
-        self.offset = 0
-
-    def mark(self) -> None:
-        self.offset = self.path.stat().st_size if self.path.exists() else 0
-
-    def writes(self) -> Counter[str]:
-        counts: Counter[str] = Counter()
-        if not self.path.exists():
-            return counts
-        with self.path.open("rb") as f:
-            f.seek(self.offset)
-            for line in f:
-                if not line.endswith(b"\n"):
-                    break  # half-written entry: ignore it
-                entry = json.loads(line)
-                if entry.get("stage") != "ResponseComplete" or entry.get("user", {}).get("username") != self.user:
-                    continue
-                ref = entry.get("objectRef") or {}
-                resource_name = ref.get("resource", "?") + ("/" + ref["subresource"] if ref.get("subresource") else "")
-                counts[f"{entry.get('verb')} {resource_name}"] += 1
-        return counts
-
-
-# -- Ready, as a watch sees it ----------------------------------------------------------------------
-
-
-def is_ready(obj: dict[str, Any]) -> bool:
-    st = obj.get("status") or {}
-    ready = next((c for c in st.get("conditions") or [] if c.get("type") == "Ready"), None)
-    return bool(
-        ready and ready.get("status") == "True" and st.get("observedGeneration") == obj["metadata"].get("generation")
-    )
-
-
-class ReadyWatch:
-    """A watch on the ManagerClusters of one namespace: when each first became Ready."""
-
-    def __init__(self, api: ApiClient, namespace: str) -> None:
-        self.custom = client.CustomObjectsApi(api)
-        self.ns = namespace
-        self.ready_at: dict[str, float] = {}
-        self.events = 0
-        self._cond = threading.Condition()
-        self._stop = threading.Event()
-        self._watch = watch.Watch()  # type: ignore[no-untyped-call]
-        self._relist()
-        self._thread = threading.Thread(target=self._run, name=f"watch-{namespace}", daemon=True)
-        self._thread.start()
-
-    def _relist(self) -> None:
-        listing = cast(dict[str, Any], self.custom.list_namespaced_custom_object(GROUP, VERSION, self.ns, PLURAL))
-        self._rv = str(listing["metadata"]["resourceVersion"])
-        for obj in listing["items"]:
-            self._see(obj)
-
-    def _see(self, obj: dict[str, Any]) -> None:
-        name = obj["metadata"]["name"]
-        if name not in self.ready_at and is_ready(obj):
-            with self._cond:
-                self.ready_at[name] = time.monotonic()
-                self._cond.notify_all()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                for event in self._watch.stream(  # type: ignore[no-untyped-call]
-                    self.custom.list_namespaced_custom_object, GROUP, VERSION, self.ns, PLURAL,
-                    resource_version=self._rv, timeout_seconds=300, allow_watch_bookmarks=True,
-                ):  # fmt: skip
-                    obj = event["object"]
-                    self._rv = obj["metadata"]["resourceVersion"]
-                    if event["type"] in ("ADDED", "MODIFIED"):
-                        self.events += 1
-                        self._see(obj)
-                    if self._stop.is_set():
-                        return
-            except ApiException as e:
-                if e.status == 410:  # expired: start over from a fresh list
-                    self._relist()
-                elif not self._stop.is_set():
-                    time.sleep(0.2)
-            except Exception:
-                if not self._stop.is_set():
-                    time.sleep(0.2)
-
-    def wait(self, names: Sequence[str], timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while not all(n in self.ready_at for n in names):
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._cond.wait(min(left, 1.0))
-        return True
-
-    def close(self) -> None:
-        self._stop.set()
-        self._watch.stop()  # type: ignore[no-untyped-call]
 
 
 # -- the bench --------------------------------------------------------------------------------------
@@ -314,7 +148,12 @@ class Bench:
 
     def delete_all(self, ns: str, timeout: float = 300.0) -> None:
         """Delete the namespace's ManagerClusters (Orphan) while the operator runs, so it lets go."""
-        self.custom.delete_collection_namespaced_custom_object(GROUP, VERSION, ns, PLURAL)
+        try:
+            self.custom.delete_collection_namespaced_custom_object(GROUP, VERSION, ns, PLURAL)
+        except ApiException as e:
+            if e.status != 504:  # 3,000 at once outlasted the apiserver's timeout; it goes on deleting
+                raise
+            say(f"deleting the ManagerClusters of {ns}: the apiserver timed out (504); waiting for them to go")
         deadline = time.monotonic() + timeout
         while cast(dict[str, Any], self.custom.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, limit=1))[
             "items"
@@ -328,18 +167,22 @@ class Bench:
         return manager_cluster(name, node_specs(machines), key_secret=key_secret)
 
     @contextmanager
-    def operator(self, tag: str) -> Iterator[OperatorProcess]:
+    def operator(self, tag: str, src: Path | None = None) -> Iterator[OperatorProcess]:
+        """A fresh operator process; `src`: the `operator/` folder of another checkout to run instead."""
         port = free_port()
         args = ["--metrics-port", str(port), "--metrics-addr", "127.0.0.1", *self.config.operator_args]
         if self.config.workers is not None:
             args += ["--workers", str(self.config.workers)]
+        env = dict(self.config.operator_env)
+        if src is not None:
+            env["PYTHONPATH"] = str(src)  # ahead of the runtime venv's (editable) install of this tree
         op = OperatorProcess(
             self.operator_kubeconfig,
             resync_seconds=self.config.resync_seconds,
             log_path=self.config.out / f"operator-{tag}.log",
             log_level="info",
             extra_args=args,
-            env=dict(self.config.operator_env),
+            env=env,
             python=self.config.operator_python,
         )
         self.config.out.mkdir(parents=True, exist_ok=True)
@@ -369,19 +212,24 @@ class Bench:
 
     # -- a. latency -----------------------------------------------------------------------------
 
-    def one_bootstrap(self, ns: str, name: str, w: ReadyWatch) -> float:
-        machines = self.sim.add_machines(3)
-        body = self.cluster_body(name, machines, "cluster-key")
+    def machines(self, n: int, proxy: CountingProxy | None) -> list[dict[str, Any]]:
+        """New simulated machines; with `proxy`, their endpoints are the proxy's."""
+        machines = self.sim.add_machines(n)
+        if proxy is None:
+            return machines
+        return [{**m, "endpoint": proxy.expose(m["endpoint"])} for m in machines]
+
+    def one_bootstrap(self, ns: str, name: str, w: ReadyWatch, proxy: CountingProxy | None = None) -> float:
+        body = self.cluster_body(name, self.machines(3, proxy), "cluster-key")
         started = time.monotonic()
         self.apply(ns, body)
-        if not w.wait([name], 60):
-            raise RuntimeError(f"{ns}/{name} did not become Ready within 60s")
+        if not w.wait([name], 300):
+            raise RuntimeError(f"{ns}/{name} did not become Ready within 300s")
         return w.ready_at[name] - started
 
-    def one_cli(self, key: str) -> float:
-        machines = self.sim.add_machines(3)
+    def one_cli(self, key: str, proxy: CountingProxy | None = None) -> float:
         argv = [sys.executable, str(CLI40), "--key", key, "--poll", str(self.config.cli_poll)]
-        for i, m in enumerate(machines):
+        for i, m in enumerate(self.machines(3, proxy)):
             argv += ["--node", f"manager-{i + 1}={m['host_ip']}={m['endpoint']}"]
         done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=300)
         answer = json.loads(done.stdout.strip().splitlines()[-1])
@@ -389,36 +237,70 @@ class Bench:
             raise RuntimeError(f"cli40 failed: {answer}")
         return float(answer["seconds"])
 
-    def latency(self) -> dict[str, Any]:
+    def latency(self, tag: str = "latency", src: Path | None = None) -> dict[str, Any]:
+        """Bootstraps of 3-node clusters, each case run directly and through the counting proxy
+        (runs interleaved, so the machine's load falls on both alike), beside the CLI procedure;
+        then one cluster whose first stage lasts `long_stage` seconds, its manager requests counted."""
         cfg = self.config
-        ns = self.namespace("bench-latency")
+        ns = self.namespace(f"bench-{tag}")
         self.secret(ns, "manager-admin", {"username": "admin", "password": "admin"})
         key = new_key()
         self.secret(ns, "cluster-key", {"encryptionKey": key})
+        load0 = os.getloadavg()
+        runs: dict[str, list[float]] = {k: [] for k in ("zero", "zero_proxy", "op", "op_proxy", "cli", "cli_proxy")}
         out: dict[str, Any] = {}
-        with self.operator("latency") as op:
+        with self.operator(tag, src) as op, CountingProxy() as proxy:
             self.sim.set_delays(start_delay=0, join_delay=0)
             self.wait_operator_up(op, ns)
             w = ReadyWatch(self.api, ns)
             try:
-                say(f"latency: {cfg.runs} bootstraps with the simulator's delays at 0")
-                zero = [self.one_bootstrap(ns, f"zero-{i}", w) for i in range(cfg.runs)]
-                self.sim.set_delays(start_delay=cfg.delay, join_delay=cfg.delay)
-                say(f"latency: {cfg.runs} bootstraps and {cfg.runs} CLI procedures with delays {cfg.delay}s")
-                delayed, cli = [], []
+                say(f"{tag}: {cfg.runs} bootstraps with the simulator's delays at 0 (direct, proxied)")
                 for i in range(cfg.runs):
-                    delayed.append(self.one_bootstrap(ns, f"delayed-{i}", w))
-                    cli.append(self.one_cli(key))
+                    runs["zero"].append(self.one_bootstrap(ns, f"zero-{i}", w))
+                    runs["zero_proxy"].append(self.one_bootstrap(ns, f"zero-proxy-{i}", w, proxy))
+                self.sim.set_delays(start_delay=cfg.delay, join_delay=cfg.delay)
+                say(f"{tag}: {cfg.runs} bootstraps and CLI procedures with delays {cfg.delay}s (direct, proxied)")
+                for i in range(cfg.runs):
+                    runs["op"].append(self.one_bootstrap(ns, f"delayed-{i}", w))
+                    runs["op_proxy"].append(self.one_bootstrap(ns, f"delayed-proxy-{i}", w, proxy))
+                    runs["cli"].append(self.one_cli(key))
+                    runs["cli_proxy"].append(self.one_cli(key, proxy))
+                if cfg.long_stage > 0:
+                    out["long_stage"] = self.long_stage(ns, w, proxy)
             finally:
                 w.close()
                 self.sim.set_delays(start_delay=0, join_delay=0)
             self.delete_all(ns)
-        out["zero_delay"] = spread(zero)
+        out["load"] = {"start": load0, "end": os.getloadavg()}
+        out["zero_delay"] = spread(runs["zero"])
         out["delays"] = {"start_delay": cfg.delay, "join_delay": cfg.delay, "cli_poll": cfg.cli_poll}
-        out["operator"] = spread(delayed)
-        out["cli40"] = spread(cli)
+        out["operator"] = spread(runs["op"])
+        out["cli40"] = spread(runs["cli"])
         out["ratio"] = round(out["cli40"]["median"] / out["operator"]["median"], 2)
+        out["proxied"] = {
+            "zero_delay": spread(runs["zero_proxy"]),
+            "operator": spread(runs["op_proxy"]),
+            "cli40": spread(runs["cli_proxy"]),
+        }
+        out["proxied"]["ratio"] = round(out["proxied"]["cli40"]["median"] / out["proxied"]["operator"]["median"], 2)
         return out
+
+    def long_stage(self, ns: str, w: ReadyWatch, proxy: CountingProxy) -> dict[str, Any]:
+        """A 3-node cluster whose first node takes `long_stage` seconds to start (joins 0.3 s):
+        the manager requests of its formation, through the proxy."""
+        cfg = self.config
+        say(f"long stage: a cluster whose first node starts in {cfg.long_stage:g}s")
+        self.sim.set_delays(start_delay=cfg.long_stage, join_delay=cfg.delay)
+        proxy.reset()
+        seconds = self.one_bootstrap(ns, "long-stage", w, proxy)
+        by_path = dict(proxy.counts)
+        return {
+            "start_delay": cfg.long_stage,
+            "join_delay": cfg.delay,
+            "ready_seconds": round(seconds, 2),
+            "manager_requests": sum(by_path.values()),
+            "manager_requests_by_path": by_path,
+        }
 
     # -- b + c. scale and steady state ----------------------------------------------------------
 
@@ -427,7 +309,9 @@ class Bench:
         ns = self.namespace(f"bench-{n}")
         say(f"scale {n}: {3 * n} machines, {n} key Secrets")
         t = time.monotonic()
-        machines = self.sim.add_machines(3 * n)
+        machines: list[dict[str, Any]] = []
+        while len(machines) < 3 * n:  # in batches: 9,000 (even 1,000) in one control call outlasted its timeout
+            machines += self.sim.add_machines(min(250, 3 * n - len(machines)))
         machines_seconds = time.monotonic() - t
         self.secret(ns, "manager-admin", {"username": "admin", "password": "admin"})
         names = [f"mc-{i:04d}" for i in range(n)]
@@ -435,6 +319,7 @@ class Bench:
         bodies = [self.cluster_body(name, machines[3 * i : 3 * i + 3], f"{name}-key") for i, name in enumerate(names)]
         audit = AuditLog(self.bed.audit_log, OPERATOR_USER) if self.bed.audit_log else None
         result: dict[str, Any] = {"clusters": n, "machines": 3 * n, "add_machines_seconds": round(machines_seconds, 2)}
+        load0 = os.getloadavg()
         with self.operator(f"scale-{n}") as op:
             assert op.proc is not None
             pid = op.proc.pid
@@ -453,6 +338,8 @@ class Bench:
                 self.in_parallel(lambda body: self.apply(ns, body), bodies)
                 t_applied = time.monotonic()
                 all_ready = w.wait(names, cfg.ready_timeout)
+                self.stop_profiler(profiler, n)  # the formation only
+                profiler = None
                 t_ready = max(w.ready_at.values()) if w.ready_at else time.monotonic()
                 cpu1 = proc_cpu_seconds(pid)
                 passes1 = passes(metrics_url)
@@ -477,8 +364,9 @@ class Bench:
                 result["rss_peak_mib"] = round(proc_status_kib(pid, "VmHWM") / 1024, 1)
                 result["rss_end_mib"] = round(proc_status_kib(pid, "VmRSS") / 1024, 1)
                 result["cpu_seconds_total"] = round(proc_cpu_seconds(pid), 2)
+                result["load"] = {"start": load0, "end": os.getloadavg()}
             finally:
-                self.stop_profiler(profiler)
+                self.stop_profiler(profiler, n)
                 w.close()
             say(f"scale {n}: deleting the ManagerClusters")
             self.delete_all(ns)
@@ -532,7 +420,8 @@ class Bench:
         }
 
     def start_profiler(self, pid: int, n: int) -> subprocess.Popen[bytes] | None:
-        if not self.config.profile or n != max(self.config.levels):
+        """py-spy on the operator while N clusters form (`--profile`): raw stacks and a summary."""
+        if not self.config.profile:
             return None
         pyspy = Path(sys.executable).parent / "py-spy"
         if not pyspy.exists():
@@ -541,17 +430,21 @@ class Bench:
         target = self.config.out / f"profile-{n}.txt"
         say(f"profiling the operator with py-spy into {target}")
         return subprocess.Popen(
-            [str(pyspy), "record", "--pid", str(pid), "--rate", "50", "--format", "raw", "--output", str(target),
-             "--threads", "--idle", "--nonblocking"],
+            [str(pyspy), "record", "--pid", str(pid), "--rate", "100", "--format", "raw", "--output", str(target),
+             "--threads", "--gil", "--nonblocking"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
 
-    @staticmethod
-    def stop_profiler(proc: subprocess.Popen[bytes] | None) -> None:
-        if proc is not None and proc.poll() is None:
+    def stop_profiler(self, proc: subprocess.Popen[bytes] | None, n: int) -> None:
+        if proc is None:
+            return
+        if proc.poll() is None:
             proc.send_signal(2)  # SIGINT: py-spy writes its output and exits
             with suppress(subprocess.TimeoutExpired):
                 proc.wait(60)
+        raw = self.config.out / f"profile-{n}.txt"
+        if raw.exists():
+            (self.config.out / f"profile-{n}-top.txt").write_text(summarise(raw))
 
 
 def new_key() -> str:
@@ -576,122 +469,6 @@ def setup_operator_identity(bed: TestBed, api: ApiClient, folder: Path) -> Path:
     token = bed.create_token(OPERATOR_NS, OPERATOR_SA, duration=6 * 3600)
     folder.mkdir(parents=True, exist_ok=True)
     return bed.kubeconfig_for_token(token, folder / "operator.kubeconfig")
-
-
-# -- report -----------------------------------------------------------------------------------------
-
-
-def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
-
-    def row(name: str, target: str, value: Any, met: bool) -> None:
-        rows.append({"target": name, "wanted": target, "measured": value, "met": bool(met)})
-
-    lat = results.get("latency")
-    if lat:
-        row("bootstrap latency, delays 0 (median)", f"<= {TARGET_LATENCY_S} s", lat["zero_delay"]["median"],
-            lat["zero_delay"]["median"] <= TARGET_LATENCY_S)  # fmt: skip
-        ratio = lat["ratio"]
-        row("CLI procedure / operator (median)", f">= {TARGET_CLI_RATIO}x", ratio, ratio >= TARGET_CLI_RATIO)
-    for lv in results.get("scale", []):
-        n = lv["clusters"]
-        row(f"{n} clusters: all Ready after the apply", f"<= {TARGET_READY_S:g} s", lv["ready_after_apply_seconds"],
-            lv["all_ready"] and lv["ready_after_apply_seconds"] <= TARGET_READY_S)  # fmt: skip
-        rss = lv["rss_peak_mib"]
-        row(f"{n} clusters: peak RSS", f"<= {TARGET_RSS_MIB:g} MiB", rss, rss <= TARGET_RSS_MIB)
-        st = lv["steady"]
-        row(f"{n} clusters: steady apiserver writes", "0", st["apiserver_writes"], st["apiserver_writes"] == 0)
-        row(f"{n} clusters: steady manager writes", "0", st["manager_writes"], st["manager_writes"] == 0)
-        # a pass in flight at each edge of the window may be counted on one side only: 2 requests of slack
-        within = st["manager_gets"] <= TARGET_GETS_PER_RESYNC * st["passes"] + 2
-        row(f"{n} clusters: manager GETs per cluster per resync", f"<= {TARGET_GETS_PER_RESYNC:g}",
-            st["gets_per_cluster_per_resync"], within)  # fmt: skip
-        row(f"{n} clusters: steady CPU share", f"<= {TARGET_CPU_SHARE:.0%}", f"{st['cpu_share']:.1%}",
-            st["cpu_share"] <= TARGET_CPU_SHARE)  # fmt: skip
-    return rows
-
-
-def render_table(results: dict[str, Any]) -> str:
-    lines: list[str] = []
-    lat = results.get("latency")
-    if lat:
-        lines += [
-            "Bootstrap latency of a 3-node ManagerCluster (apply -> Ready), seconds",
-            "| case | median | min | max | runs |",
-            "|---|---|---|---|---|",
-        ]
-        for label, key in (
-            ("operator, simulator delays 0", "zero_delay"),
-            (f"operator, start/join delays {lat['delays']['start_delay']}s", "operator"),
-            (f"4.0 CLI procedure (poll {lat['delays']['cli_poll']:g}s), same delays", "cli40"),
-        ):
-            s = lat[key]
-            lines.append(f"| {label} | {s['median']:.3f} | {s['min']:.3f} | {s['max']:.3f} | {len(s['runs'])} |")
-        lines += [f"CLI procedure / operator: {lat['ratio']:.1f}x", ""]
-    scale = results.get("scale") or []
-    if scale:
-        lines += [
-            f"Scale and steady state (resync {results['settings']['resync_seconds']:g}s; steady window = "
-            f"{results['settings']['steady_intervals']:g} resyncs)",
-            "| clusters | apply s | Ready after apply s | peak RSS MiB | CPU s forming | steady apiserver writes "
-            "| steady manager writes | manager GETs/cluster/resync | steady CPU |",
-            "|---|---|---|---|---|---|---|---|---|",
-        ]
-        for lv in scale:
-            st = lv["steady"]
-            ready = f"{lv['ready_after_apply_seconds']:.1f}"
-            if not lv["all_ready"]:
-                ready += f" (only {lv['ready_count']} Ready)"
-            lines.append(
-                f"| {lv['clusters']} | {lv['apply_seconds']:.1f} | {ready} | {lv['rss_peak_mib']:.0f} | "
-                f"{lv['forming_cpu_seconds']:.1f} | {st['apiserver_writes']} | {st['manager_writes']} | "
-                f"{st['gets_per_cluster_per_resync']:.2f} | {st['cpu_share']:.1%} |"
-            )
-        lines.append("")
-    rows = results.get("targets") or []
-    if rows:
-        lines += ["Targets", "| target | wanted | measured | met |", "|---|---|---|---|"]
-        lines += [f"| {r['target']} | {r['wanted']} | {r['measured']} | {'yes' if r['met'] else 'NO'} |" for r in rows]
-    return "\n".join(lines)
-
-
-def plot(results: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    scale = results.get("scale") or []
-    if not scale:
-        return
-    xs = [lv["clusters"] for lv in scale]
-    panels = [
-        ("Ready after the apply (s)", [lv["ready_after_apply_seconds"] for lv in scale], TARGET_READY_S),
-        ("operator peak RSS (MiB)", [lv["rss_peak_mib"] for lv in scale], TARGET_RSS_MIB),
-        ("operator CPU while forming (s)", [lv["forming_cpu_seconds"] for lv in scale], None),
-        ("steady CPU share (% of a core)", [100 * lv["steady"]["cpu_share"] for lv in scale], 100 * TARGET_CPU_SHARE),
-        ("manager GETs / cluster / resync", [lv["steady"]["gets_per_cluster_per_resync"] for lv in scale],
-         TARGET_GETS_PER_RESYNC),
-        ("steady writes (apiserver + managers)",
-         [lv["steady"]["apiserver_writes"] + lv["steady"]["manager_writes"] for lv in scale], None),
-    ]  # fmt: skip
-    fig, axes = plt.subplots(2, 3, figsize=(13, 7))
-    for ax, (title, ys, target) in zip(axes.flat, panels, strict=True):
-        ax.plot(xs, ys, marker="o")
-        if target is not None:
-            ax.axhline(target, color="red", linestyle="--", linewidth=1, label="target")
-            ax.legend(loc="upper left", fontsize=8)
-        ax.set_xscale("log")
-        ax.set_xticks(xs, [str(x) for x in xs])
-        ax.set_title(title, fontsize=10)
-        ax.set_xlabel("ManagerClusters (3 nodes each)")
-        ax.set_ylim(0, 1.2 * max([*ys, target or 0]) or 1.0)  # room above the target line and the points
-        ax.grid(True, alpha=0.3)
-    fig.suptitle(f"cloudify-cluster-operator, {results['machine']['cpus']} cores, resync "
-                 f"{results['settings']['resync_seconds']:g}s ({results['date']})")  # fmt: skip
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 # -- main -------------------------------------------------------------------------------------------
@@ -738,6 +515,8 @@ def run(config: Config, bed: TestBed | None = None) -> dict[str, Any]:
                 bench = Bench(config, bed, sim, api, kubeconfig, results)
                 if config.runs > 0:
                     results["latency"] = bench.latency()
+                    if config.baseline_src is not None:
+                        results["baseline_latency"] = bench.latency("baseline", config.baseline_src)
                 results["scale"] = []
                 for n in config.levels:
                     results["scale"].append(bench.level(n))
@@ -770,11 +549,23 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     p.add_argument("--ready-timeout", type=float, default=300.0)
     p.add_argument("--steady-intervals", type=float, default=2.0)
     p.add_argument("--out", type=Path, default=REPO / "bench-results")
-    p.add_argument("--profile", action="store_true", help="py-spy record the operator at the largest level")
+    p.add_argument("--profile", action="store_true", help="py-spy record the operator while each level forms")
     p.add_argument("--no-plot", action="store_true")
     p.add_argument("--operator-arg", action="append", default=[], help="extra operator flag (repeatable)")
     p.add_argument("--operator-env", action="append", default=[], help="NAME=VALUE for the operator (repeatable)")
     p.add_argument("--operator-python", default=sys.executable, help="the operator's interpreter (default: this one)")
+    p.add_argument(
+        "--long-stage",
+        type=float,
+        default=60.0,
+        help="seconds of the long stage whose manager requests are counted (0 skips)",
+    )
+    p.add_argument(
+        "--baseline-src",
+        type=Path,
+        default=None,
+        help="the operator/ folder of another checkout (git archive REV operator): its latency too",
+    )
     a = p.parse_args(argv)
     return Config(
         levels=tuple(int(x) for x in a.levels.split(",") if x.strip()),
@@ -792,6 +583,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         operator_args=tuple(a.operator_arg),
         operator_env=tuple((e.split("=", 1)[0], e.split("=", 1)[1]) for e in a.operator_env),
         operator_python=a.operator_python,
+        long_stage=a.long_stage,
+        baseline_src=a.baseline_src,
     )
 
 

@@ -132,32 +132,27 @@ def main(argv: list[str] | None = None) -> int:
                 retry_period=args.leader_elect_retry_period,
             ),
         )
-    manager_session, steady_session = make_session(pool_hosts=1024), make_session(pool_hosts=65536)
+    # A pool per manager, kept: a smaller LRU (1,024) thrashed while 1,000 clusters formed (3,000
+    # managers), closing connections under urllib3's pool lock, which the 64 pass and fan-out
+    # threads then queued on (docs/performance.md, round two).
+    manager_session = make_session(pool_hosts=65536)
 
     def agent(term: int | None = None) -> None:
         """The managers' access logs say which instance wrote, and in which leader term."""
         tag = identity if term is None else f"{identity}; term {term}"
-        for session in (manager_session, steady_session):
-            session.headers["User-Agent"] = f"cloudify-cluster-operator ({tag})"
+        manager_session.headers["User-Agent"] = f"cloudify-cluster-operator ({tag})"
 
     agent()
     fanout = ThreadPoolExecutor(max_workers=max(8, args.workers * 3), thread_name_prefix="manager")
     passes = ThreadPoolExecutor(max_workers=args.workers, thread_name_prefix="pass")
     reconciler = Reconciler(
         kube=kube,
-        # Connections stay open to every cluster's leader, asked once per resync; those used only
-        # while a cluster changes share a small LRU. Memory grows with clusters, not with nodes.
         session=manager_session,
-        steady_session=steady_session,
         pool=fanout,
         settings=Settings(
             request_timeout=(args.connect_timeout, args.request_timeout),
-            pacing=PacingSettings(
-                resync_seconds=args.resync_seconds,
-                # First re-look 50 ms after a write, then 1.6x longer each time up to 2 s: a node ready
-                # after 0.3 s is seen at ~0.33 s rather than ~0.42 s; a slow one costs ~2 looks more.
-                fast_first=0.05,
-            ),
+            # 50 ms after a write, every 0.1 s for a stage's first second, then backing off (pacing.py)
+            pacing=PacingSettings(resync_seconds=args.resync_seconds),
         ),
         observer=metrics.observe_request,
         fence=elector.holds if elector is not None else (lambda: True),

@@ -58,6 +58,9 @@ class Kube:
         adapter = KubernetesHTTPAdapter(api.config, pool_connections=4, pool_maxsize=64)
         api.session.mount("https://", adapter)
         api.session.mount("http://", adapter)
+        # No proxies or .netrc from the environment (as kopf's own session): requests looked for
+        # ~/.netrc on every call, 5% of the pass threads' samples at 1,000 clusters.
+        api.session.trust_env = False
 
     @staticmethod
     def from_env(secret_max_age: float = SECRET_MAX_AGE) -> Kube:

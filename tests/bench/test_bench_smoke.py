@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.bench, pytest.mark.e2e]
 def test_bench_smoke(testbed: Cluster, tmp_path: Path) -> None:
     if not isinstance(testbed, TestBed) or testbed.audit_log is None:
         pytest.skip("the benchmark needs the local test bed with its audit log")
-    config = Config(levels=(2, 3), runs=2, resync_seconds=2.0, cli_poll=0.5, out=tmp_path)
+    config = Config(levels=(2, 3), runs=2, resync_seconds=2.0, cli_poll=0.5, long_stage=2.0, out=tmp_path)
     results = run(config, bed=testbed)
 
     saved = json.loads((tmp_path / "bench.json").read_text())
@@ -31,6 +31,16 @@ def test_bench_smoke(testbed: Cluster, tmp_path: Path) -> None:
     for case in ("zero_delay", "operator", "cli40"):
         assert len(latency[case]["runs"]) == 2 and latency[case]["median"] > 0
     assert latency["ratio"] > 0
+    # the same cases through the counting proxy: it saw the operator's and the CLI's requests
+    for case in ("zero_delay", "operator", "cli40"):
+        assert len(latency["proxied"][case]["runs"]) == 2 and latency["proxied"][case]["median"] > 0
+    long = latency["long_stage"]
+    assert long["start_delay"] == 2.0 and long["ready_seconds"] >= 2.0
+    # a start and two joins were sent, and more than one look was needed to see the start end
+    by_path = long["manager_requests_by_path"]
+    puts = sum(c for k, c in by_path.items() if k.startswith("PUT ") and k.endswith("/cluster"))
+    assert puts == 3, long
+    assert long["manager_requests"] > 3 and len(latency["load"]["start"]) == 3
 
     assert [lv["clusters"] for lv in saved["scale"]] == [2, 3]
     for lv in saved["scale"]:
@@ -46,4 +56,5 @@ def test_bench_smoke(testbed: Cluster, tmp_path: Path) -> None:
         assert steady["manager_writes"] == 0, steady["manager_requests_by_path"]
 
     table = render_table(saved)
-    assert "4.0 CLI procedure" in table and "| 3 |" in table and "Targets" in table
+    assert "4.0 CLI procedure" in table and "through the proxy" in table and "manager requests" in table
+    assert "| 3 |" in table and "Targets" in table
