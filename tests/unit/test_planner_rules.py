@@ -301,7 +301,7 @@ CASES: list[tuple[str, Any, Observed, Memory, list[tuple[str, str]]]] = [
         seen({"n1": M, "n2": D}, {"n1": True}),
         applied(spec("n2")),
         [
-            ("WaitingForJoins", "blocked: removing n1 waits until every node of the spec has joined"),
+            ("LastNode", "blocked: n1 is the last node of the cluster; it is never removed"),
             ("NodeUnreachable", "wait: cannot join n2: boom"),
         ],
     ),
@@ -339,26 +339,6 @@ CASES: list[tuple[str, Any, Observed, Memory, list[tuple[str, str]]]] = [
 @pytest.mark.parametrize(("situation", "s", "o", "memory", "expected"), CASES, ids=[c[0] for c in CASES])
 def test_rule(situation: str, s: Any, o: Observed, memory: Memory, expected: list[tuple[str, str]]) -> None:
     assert said(planner.plan(s, o, memory, NOW)) == expected
-
-
-def test_what_stands_in_front_of_the_last_node_and_no_successor_guards() -> None:
-    """A lone member the spec does not want is held by WaitingForJoins (the wanted node is not
-    listed); a dropped master whose only wanted member is offline is held by MemberOffline. So
-    `_removal`'s LastNode and NoSuccessor guards are not reached through `plan` today (the
-    mutation run lists their mutants as surviving for that reason)."""
-    alone = Observed(
-        nodes={"n1": NodeSeen("n1", M)}, members=(Member("n1", "127.1.0.1", True, True, True),), master="n1"
-    )
-    assert said(planner.plan(spec("n2"), alone, Memory(), NOW))[0][0] == "WaitingForJoins"
-    # every wanted node listed, the dropped master alone online: no successor
-    o = Observed(
-        nodes={"n1": NodeSeen("n1", R), "n3": NodeSeen("n3", M)},
-        members=(Member("n3", "127.1.0.3", True, True, True), Member("n1", "127.1.0.1", False, False, True)),
-        master="n3",
-    )
-    assert said(planner.plan(spec("n1"), o, applied(spec("n1")), NOW)) == [
-        ("MemberOffline", "blocked: not removing n3 while n1 is offline")
-    ]
 
 
 def test_retry_delay_doubles_up_to_five_minutes() -> None:
