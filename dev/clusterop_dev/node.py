@@ -39,6 +39,7 @@ from clusterop_dev.testbed import REPO_ROOT, TestBed, TestBedError, control_plan
 from clusterop_dev.testbed.certs import b64 as _b64
 from clusterop_dev.testbed.certs import kubeconfig as _kubeconfig
 from clusterop_dev.testbed.certs import write_private as _write_private
+from clusterop_dev.testbed.cli import run_cli, start_supervisor, stop_supervisor
 from clusterop_dev.testbed.processes import Child as _Child
 from clusterop_dev.testbed.processes import process_alive as _process_alive
 from clusterop_dev.testbed.processes import read_pid as _read_pid
@@ -659,20 +660,10 @@ def _cmd_up(args: argparse.Namespace) -> int:
             (folder / stale).unlink()
     shutil.rmtree(folder / "run", ignore_errors=True)
     began = time.monotonic()
-    with open(folder / "supervisor.log", "ab") as log:
-        supervisor = subprocess.Popen(
-            [sys.executable, "-m", MARKER, "run", "--dir", str(folder)],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-    while not (folder / "ready").exists():
-        if supervisor.poll() is not None or time.monotonic() > began + 300:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(supervisor.pid, signal.SIGTERM)
-            supervisor.wait(120)
-            _say(f"The cluster did not start; see {folder / 'supervisor.log'}:")
-            print((folder / "supervisor.log").read_text(errors="replace")[-4000:], file=sys.stderr)
-            return 1
-        time.sleep(0.5)
+    argv = [sys.executable, "-m", MARKER, "run", "--dir", str(folder)]
+    supervisor = start_supervisor(folder, argv, timeout=300, what="The cluster")
+    if supervisor is None:
+        return 1
     _say(f"Started a cluster with one node in {time.monotonic() - began:.0f}s (pid={supervisor.pid})")
     print(f"export KUBECONFIG={folder / 'kubeconfig'}")
     return 0
@@ -680,17 +671,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
 
 def _cmd_down(args: argparse.Namespace) -> int:
     folder: Path = args.dir.resolve()
-    pid = _read_pid(folder)
-    if pid is not None and _process_alive(pid, MARKER):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 120
-        while _process_alive(pid, MARKER) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        if _process_alive(pid, MARKER):
-            _say(f"The supervisor did not stop in time; killing pid={pid}")
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGKILL)
+    pid = stop_supervisor(folder, MARKER, timeout=120, group=False)
     for child in _recorded(folder / "run"):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(child, signal.SIGKILL)
@@ -750,31 +731,34 @@ def _cmd_load_image(args: argparse.Namespace) -> int:
     return 0
 
 
+def _image_arguments(command: argparse.ArgumentParser) -> None:
+    command.add_argument("images", nargs="+")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=f"python -m {MARKER}", description="A local cluster with one real node.")
-    commands = parser.add_subparsers(dest="command", required=True)
-    for name, help_text in (
-        ("up", "start in the background and print `export KUBECONFIG=...`"),
-        ("run", "start in the foreground until Ctrl-C"),
-        ("down", "stop what `up` started and remove everything it made"),
-        ("status", "say whether it runs; list the node"),
-        ("load-image", "copy docker images into the node's containerd (no-op when no node runs)"),
-        ("snapshot", "print what a node could change on the host (compare before up and after down)"),
-    ):
-        command = commands.add_parser(name, help=help_text)
-        command.add_argument("--dir", type=Path, default=Path(".testbed"), help="state folder (default .testbed)")
-        if name == "load-image":
-            command.add_argument("images", nargs="+")
-    args = parser.parse_args(argv)
-    handlers = {
-        "up": _cmd_up, "run": _cmd_run, "down": _cmd_down, "status": _cmd_status, "load-image": _cmd_load_image,
-        "snapshot": _cmd_snapshot,
-    }  # fmt: skip
-    try:
-        return handlers[args.command](args)
-    except TestBedError as e:
-        _say(str(e))
-        return 1
+    return run_cli(
+        f"python -m {MARKER}",
+        "A local cluster with one real node.",
+        [
+            ("up", "start in the background and print `export KUBECONFIG=...`", _cmd_up, None),
+            ("run", "start in the foreground until Ctrl-C", _cmd_run, None),
+            ("down", "stop what `up` started and remove everything it made", _cmd_down, None),
+            ("status", "say whether it runs; list the node", _cmd_status, None),
+            (
+                "load-image",
+                "copy docker images into the node's containerd (no-op when no node runs)",
+                _cmd_load_image,
+                _image_arguments,
+            ),
+            (
+                "snapshot",
+                "print what a node could change on the host (compare before up and after down)",
+                _cmd_snapshot,
+                None,
+            ),
+        ],
+        argv,
+    )
 
 
 if __name__ == "__main__":

@@ -241,7 +241,6 @@ class TestBed(ClusterAccess):
         config.key_file = str(self.client_key)
         return config
 
-
     def ssl_context(self) -> ssl.SSLContext:
         """TLS context trusting the test bed's CA and presenting the admin certificate."""
         context = ssl.create_default_context(cafile=str(self.ca_file))

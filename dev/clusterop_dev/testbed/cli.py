@@ -13,7 +13,7 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import FrameType
 
@@ -33,8 +33,6 @@ def _raise_stop(signum: int, _frame: FrameType | None) -> None:
     for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(s, signal.SIG_IGN)
     raise _Stop(signal.Signals(signum).name)
-
-
 
 
 def serve(folder: Path, bed: TestBed, what: str) -> int:
@@ -69,6 +67,50 @@ def serve(folder: Path, bed: TestBed, what: str) -> int:
                 (folder / name).unlink()
 
 
+def start_supervisor(folder: Path, argv: list[str], *, timeout: float, what: str) -> subprocess.Popen[bytes] | None:
+    """Start `argv` (a `run` in the foreground) detached, logging to supervisor.log, and wait until
+    it writes `ready`; on failure or timeout stop it, print its log's tail and return None."""
+    with open(folder / "supervisor.log", "ab") as log:
+        supervisor = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        deadline = time.monotonic() + timeout
+        while not (folder / "ready").exists():
+            if supervisor.poll() is not None or time.monotonic() > deadline:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(supervisor.pid, signal.SIGTERM)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    supervisor.wait(120)
+                say(f"{what} did not start; see {folder / 'supervisor.log'}:")
+                print((folder / "supervisor.log").read_text(errors="replace")[-4000:], file=sys.stderr)
+                return None
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        os.killpg(supervisor.pid, signal.SIGTERM)
+        supervisor.wait(30)
+        raise
+    return supervisor
+
+
+def stop_supervisor(folder: Path, marker: str, *, timeout: float, group: bool = True) -> int | None:
+    """SIGTERM the supervisor recorded in `folder` (its whole process group, or with group=False
+    the supervisor alone, which then stops its children in order), SIGKILL its group after
+    `timeout`; returns its pid, or None when none was recorded."""
+    pid = read_pid(folder)
+    if pid is not None and process_alive(pid, marker):
+        with contextlib.suppress(ProcessLookupError):
+            (os.killpg if group else os.kill)(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while process_alive(pid, marker) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if process_alive(pid, marker):
+            say(f"The supervisor did not stop in time; killing pid={pid}")
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+    return pid
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     folder: Path = args.dir.resolve()
     bed = TestBed(
@@ -99,24 +141,12 @@ def _cmd_up(args: argparse.Namespace) -> int:
         argv.append("--audit")
     if args.no_controller_manager:
         argv.append("--no-controller-manager")
-    with open(folder / "supervisor.log", "ab") as log:
-        supervisor = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
     try:
-        deadline = time.monotonic() + 120
-        while not (folder / "ready").exists():
-            if supervisor.poll() is not None or time.monotonic() > deadline:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(supervisor.pid, signal.SIGTERM)
-                say(f"The control plane did not start; see {folder / 'supervisor.log'}:")
-                print((folder / "supervisor.log").read_text(errors="replace")[-3000:], file=sys.stderr)
-                return 1
-            time.sleep(0.2)
+        supervisor = start_supervisor(folder, argv, timeout=120, what="The control plane")
     except KeyboardInterrupt:
-        os.killpg(supervisor.pid, signal.SIGTERM)
-        supervisor.wait(30)
         return 130
+    if supervisor is None:
+        return 1
     say(f"Started control plane pid={supervisor.pid} server={(folder / 'ready').read_text().strip()}")
     print(f"export KUBECONFIG={folder / 'kubeconfig'}")
     return 0
@@ -124,17 +154,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
 
 def _cmd_down(args: argparse.Namespace) -> int:
     folder: Path = args.dir.resolve()
-    pid = read_pid(folder)
-    if pid is not None and process_alive(pid, "clusterop_dev.testbed"):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 3 * STOP_GRACE_SECONDS + 5
-        while process_alive(pid, "clusterop_dev.testbed") and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if process_alive(pid, "clusterop_dev.testbed"):
-            say(f"The supervisor did not stop in time; killing pid={pid}")
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGKILL)
+    pid = stop_supervisor(folder, "clusterop_dev.testbed", timeout=3 * STOP_GRACE_SECONDS + 5)
     # Children die with the supervisor (PDEATHSIG); this catches any the kernel could not, and waits
     # until they are gone: "down" means nothing of it runs any more.
     for child in _recorded_children(folder):
@@ -184,27 +204,44 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return 0 if healthy else 1
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m clusterop_dev.testbed", description="A local Kubernetes control plane for development."
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
-    for name, help_text in (
-        ("up", "start in the background and print `export KUBECONFIG=...`"),
-        ("run", "start in the foreground until Ctrl-C"),
-        ("down", "stop what `up` started and delete its folder"),
-        ("status", "say whether it runs and answers"),
-    ):
-        command = commands.add_parser(name, help=help_text)
+#: (name, help, handler, add_arguments): one subcommand of a state-folder CLI
+Command = tuple[str, str, Callable[[argparse.Namespace], int], Callable[[argparse.ArgumentParser], None] | None]
+
+
+def run_cli(prog: str, description: str, commands: Sequence[Command], argv: Sequence[str] | None) -> int:
+    """The CLI shape the test bed and the node share: subcommands that each take `--dir`."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    sub = parser.add_subparsers(dest="command", required=True)
+    handlers = {}
+    for name, help_text, handler, add_arguments in commands:
+        command = sub.add_parser(name, help=help_text)
         command.add_argument("--dir", type=Path, default=Path(".testbed"), help="state folder (default .testbed)")
-        if name in ("up", "run"):
-            command.add_argument("--audit", action="store_true", help="write an audit log of writes")
-            command.add_argument("--no-controller-manager", action="store_true")
-            command.add_argument("--binaries", type=Path, default=None, help=argparse.SUPPRESS)
+        if add_arguments is not None:
+            add_arguments(command)
+        handlers[name] = handler
     args = parser.parse_args(argv)
-    handler = {"up": _cmd_up, "run": _cmd_run, "down": _cmd_down, "status": _cmd_status}[args.command]
     try:
-        return handler(args)
+        return handlers[args.command](args)
     except TestBedError as e:
         say(str(e))
         return 1
+
+
+def _start_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--audit", action="store_true", help="write an audit log of writes")
+    command.add_argument("--no-controller-manager", action="store_true")
+    command.add_argument("--binaries", type=Path, default=None, help=argparse.SUPPRESS)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_cli(
+        "python -m clusterop_dev.testbed",
+        "A local Kubernetes control plane for development.",
+        [
+            ("up", "start in the background and print `export KUBECONFIG=...`", _cmd_up, _start_options),
+            ("run", "start in the foreground until Ctrl-C", _cmd_run, _start_options),
+            ("down", "stop what `up` started and delete its folder", _cmd_down, None),
+            ("status", "say whether it runs and answers", _cmd_status, None),
+        ],
+        argv,
+    )

@@ -35,7 +35,6 @@ class Child:
         return "\n".join(text[-lines:])
 
 
-
 def die_with_parent() -> None:
     """Runs in the child between fork and exec: SIGKILL when the parent dies (Linux only).
 
