@@ -10,6 +10,7 @@ rm -rf "$work"
 mkdir -p "$work/src" "$work/tests"
 cp -r "$repo/operator/clusterop" "$work/src/clusterop"
 cp -r "$repo/tests/unit" "$work/tests/unit"
+cp -r "$repo/crds" "$work/crds"  # tests/unit/test_crd_words.py reads the CRD
 cp "$repo/hack/mutation/pyproject.toml" "$work/pyproject.toml"
 find "$work" -name __pycache__ -prune -exec rm -rf {} +
 cd "$work"
