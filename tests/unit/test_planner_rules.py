@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from clusterop import planner
-from clusterop.model import Member, Memory, NodeSeen, Observed, Pending
+from clusterop.model import Bootstrap, Member, Memory, NodeSeen, NodeSpec, Observed, Pending
 
 from .test_planner import INIT, NOW, A, D, F, M, R, U, X, applied, seen, spec
 
@@ -387,3 +387,40 @@ def test_deletion_keeps_the_master_and_says_when_it_is_done() -> None:
     ]
     fresh = seen({"n1": U, "n2": U})
     assert planner.plan_deletion(S2, fresh, Memory(), NOW) == ()  # never a bootstrap on delete
+
+
+def test_deletion_without_a_known_master_keeps_the_waits_and_writes_nothing() -> None:
+    """No master to remove through: the deletion says why it waits (as a plan would), never a write."""
+    unsure = seen({"n1": D, "n2": U})
+    assert said(planner.plan_deletion(S2, unsure, Memory(), NOW)) == said(planner.plan(S2, unsure, Memory(), NOW))
+    assert said(planner.plan_deletion(S2, unsure, Memory(), NOW)) == [
+        ("NodeUnreachable", "wait: not bootstrapping while n1 cannot be asked: it may already belong to a cluster")
+    ]
+
+
+def test_deletion_resends_a_removal_only_once_it_is_overdue() -> None:
+    """A removal in flight is waited for while young and sent again once RESEND_AFTER has passed
+    (the deletion plans with the pass's clock)."""
+    three = seen({"n1": M, "n2": R, "n3": R}, {"n1": True, "n2": True, "n3": True})
+    young = pending("remove", "n2", age=1)
+    overdue = pending("remove", "n2", age=planner.RESEND_AFTER + 1)
+    assert said(planner.plan_deletion(S3, three, young, NOW)) == [("Removing", "wait: n2: removal in progress")]
+    assert said(planner.plan_deletion(S3, three, overdue, NOW)) == [("remove", "remove n2 through n1")]
+
+
+def test_a_remembered_bootstrap_is_resent_to_the_address_it_was_sent_to() -> None:
+    """The spec no longer lists the node a bootstrap went to: an overdue resend still goes to that
+    node, at the host_ip and endpoint the intent recorded (never to the spec's first node)."""
+    m = pending("bootstrap", "n3", age=planner.RESEND_AFTER + 1)
+    (action,) = planner.plan(S2, seen({"n1": U, "n2": U, "n3": U}), m, NOW)
+    assert action == Bootstrap(NodeSpec("n3", *ADDR["n3"]), retry=True)
+
+
+def test_what_stops_a_pass_names_every_node_and_the_node_it_is_about() -> None:
+    """Messages list every node concerned; a Blocked removal carries the node its row shows it on."""
+    assert said(planner.plan(S3, seen({"n1": U, "n2": D, "n3": D}), Memory(), NOW)) == [
+        ("NodeUnreachable", "wait: not bootstrapping while n2, n3 cannot be asked: it may already belong to a cluster")
+    ]
+    o = seen({"n1": M, "n2": R, "n3": R}, {"n1": True, "n2": False, "n3": True})
+    (held,) = planner.plan(S2, o, applied(S2), NOW)
+    assert (held.reason, held.node) == ("MemberOffline", "n3")
