@@ -49,6 +49,8 @@ lint: venv ## ruff, mypy (strict) and the import layers (lint-imports, contracts
 	$(VENV)/bin/ruff check operator simulator dev tests hack
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
+	@# every test module imports (tests/argocd runs only inside e2e-node: a broken import shows here first)
+	$(VENV)/bin/pytest -q --collect-only -p no:cacheprovider tests/argocd tests/e2e/node >/dev/null
 
 .PHONY: unit
 unit: venv ## Unit tests only (no control plane)

@@ -15,8 +15,8 @@ from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
 from cloudify_manager_sim.harness import SimulatorControl, SimulatorProcess
-from clusterop_dev.harness import wait_for
 from clusterop_dev.testbed import Cluster
+from clusterop_dev.testkit import wait_for
 
 from .argocdtools import ARGOCD_CM, ARGOCD_NAMESPACE, ArgoCD, argocd_binary, run
 from .gitops import IN_CLUSTER, GitOps, mode_line

@@ -28,8 +28,9 @@ from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
 from cloudify_manager_sim.harness import SimulatorControl
-from clusterop_dev.harness import Clusters, OperatorProcess, Timeout, node_specs, wait_for
+from clusterop_dev.harness import Clusters, OperatorProcess, node_specs
 from clusterop_dev.testbed import Cluster
+from clusterop_dev.testkit import Timeout, wait_for
 from deploy.deploytools import WATCHED_NS, kustomize, load_all, relocate
 
 from .argocdtools import ARGOCD_NAMESPACE, REPO, ArgoCD, GitRepo

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from clusterop_dev.harness import wait_for
+from clusterop_dev.testkit import wait_for
 
 from .gitops import CLUSTER_FILE, IN_CLUSTER, GitOps
 
