@@ -106,6 +106,8 @@ class Refusal(enum.StrEnum):
     def waits_for_a_secret(self) -> bool:
         """Something not there yet (phase Pending), rather than something wrong (phase Invalid)."""
         return self in (Refusal.SECRET_MISSING, Refusal.SECRET_KEY_MISSING)
+
+
 # -- the Kubernetes API (kube.py and the kubectl plugin) -----------------------------------------
 
 

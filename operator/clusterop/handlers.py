@@ -401,4 +401,27 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         settings.peering.lifetime = options.peering_lifetime
         settings.peering.clusterwide = not options.namespaces
         settings.peering.mandatory = True
+    # kopf scans the apiserver's resources once, right after this handler; the election starts
+    # only then (memo.started), so no process leads while it serves nothing.
+    await until_served(memo.runtime.kube)
     memo.started()
+
+
+async def until_served(kube: Kube, first: float = 0.2, longest: float = 2.0) -> None:
+    """Wait until the apiserver serves what kopf's start-up scan needs (Kube.unserved)."""
+    loop = asyncio.get_running_loop()
+    delay, said = first, None
+    while True:
+        try:
+            missing = await loop.run_in_executor(None, kube.unserved)
+        except errors.KubeError as e:
+            missing = f"discovery ({e})"
+        if missing is None:
+            if said is not None:
+                log.info("The apiserver serves what kopf needs now")
+            return
+        if missing != said:
+            log.warning("Waiting for the apiserver to serve %s before watching", missing)
+            said = missing
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, longest)

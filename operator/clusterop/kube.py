@@ -32,6 +32,8 @@ from .model import GROUP, PLURAL, VERSION
 
 API_VERSION = f"{GROUP}/{VERSION}"
 LEASE_API = "coordination.k8s.io/v1"
+CRD_API = "apiextensions.k8s.io/v1"
+CRD_NAME = f"{PLURAL}.{GROUP}"
 SECRET_MAX_AGE = 300.0
 
 
@@ -66,17 +68,23 @@ class Kube:
     def from_env(secret_max_age: float = SECRET_MAX_AGE) -> Kube:
         return Kube(pykube.HTTPClient(pykube.KubeConfig.from_env(), timeout=15), secret_max_age)
 
-    def _call(self, method: str, what: str, version: str, namespace: str, url: str, **kwargs: Any) -> dict[str, Any]:
+    def _call(
+        self, method: str, what: str, version: str, namespace: str | None, url: str, **kwargs: Any
+    ) -> dict[str, Any]:
         """One request; every failure becomes an `errors.KubeError` naming `what`, never a body."""
         try:
             response = getattr(self.api, method)(version=version, namespace=namespace, url=url, **kwargs)
         except OSError as e:  # requests' connection errors and timeouts are OSErrors
-            raise errors.KubeUnreachable(f"{namespace}/{what}", reason=type(e).__name__) from None
+            raise errors.KubeUnreachable(
+                f"{namespace}/{what}" if namespace else what, reason=type(e).__name__
+            ) from None
         try:
             body = response.json()
         except ValueError:
             body = None
-        return errors.kube_result(f"{namespace}/{what}", response.status_code, body, redact.scrub)
+        return errors.kube_result(
+            f"{namespace}/{what}" if namespace else what, response.status_code, body, redact.scrub
+        )
 
     def _get(self, namespace: str, path: str) -> dict[str, Any]:
         return self._call("get", path, "v1", namespace, path)
@@ -164,6 +172,42 @@ class Kube:
             data=json.dumps(body),
             headers={"Content-Type": "application/merge-patch+json"},
         )
+
+    # -- discovery: what kopf's one scan at start-up must find ---------------------------------
+
+    def unserved(self) -> str | None:
+        """What the apiserver does not serve yet that kopf needs when it scans at start-up, or
+        None. A kube-apiserver that has just (re)started answers before its discovery lists every
+        group: kopf's scan would then miss the CRDs' API (so it never watches for the
+        ManagerCluster CRD) or a defined ManagerCluster CRD, and serve nothing until restarted.
+        A CRD that is not defined at all is not waited for: kopf's CRD watch picks it up."""
+        if not self._serves(CRD_API, "customresourcedefinitions"):
+            return f"customresourcedefinitions.{CRD_API.split('/')[0]}"
+        if not self._serves(API_VERSION, PLURAL) and self._crd_defined():
+            return CRD_NAME
+        return None
+
+    def _serves(self, api_version: str, plural: str) -> bool:
+        try:
+            body = self._call("get", f"discovery of {api_version}", api_version, None, "")
+        except (errors.KubeNotFound, errors.KubeServerError):  # 404 or 503 while groups register
+            return False
+        return any(r.get("name") == plural for r in body.get("resources") or [])
+
+    def _crd_defined(self) -> bool:
+        """True also when RBAC does not let us list CRDs: then kopf cannot watch for it either."""
+        try:
+            body = self._call(
+                "get",
+                "customresourcedefinitions",
+                CRD_API,
+                None,
+                "customresourcedefinitions",
+                params={"fieldSelector": f"metadata.name={CRD_NAME}"},
+            )
+        except errors.KubeUnauthorized:
+            return True
+        return bool(body.get("items"))
 
     # -- the leader-election Lease (coordination.k8s.io/v1) ----------------------------------
 

@@ -224,3 +224,58 @@ def test_plugin_says_the_apiserver_is_unreachable(tmp_path: Path) -> None:
     url = closed_port_url()
     with pytest.raises(PluginError, match=f"^cannot reach the Kubernetes API at {url}: ConnectionError$"):
         plugin_for(kubeconfig(url), tmp_path).get("ns", "mc")
+
+
+# -- discovery at start-up: what kopf's one scan must find (Kube.unserved) -------------------
+
+CRD_API = "/apis/apiextensions.k8s.io/v1"
+OUR_API = "/apis/cloudify.co/v1alpha1"
+CRDS = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+
+
+def discovery(*plurals: str) -> tuple[int, dict[str, Any]]:
+    return 200, {"kind": "APIResourceList", "resources": [{"name": p} for p in plurals]}
+
+
+def serve_all(apiserver: Apiserver) -> None:
+    apiserver.answers[CRD_API] = discovery("customresourcedefinitions", "customresourcedefinitions/status")
+    apiserver.answers[OUR_API] = discovery("managerclusters", "managerclusters/status")
+    apiserver.answers[CRDS] = (200, {"kind": "CustomResourceDefinitionList", "items": [{"kind": "x"}]})
+
+
+def test_unserved_names_what_a_just_started_apiserver_does_not_list_yet(apiserver: Apiserver) -> None:
+    k = kube_for(apiserver.config())
+    serve_all(apiserver)
+    assert k.unserved() is None
+    apiserver.answers[CRD_API] = (503, status(503, "ServiceUnavailable", "the server is currently unable"))
+    assert k.unserved() == "customresourcedefinitions.apiextensions.k8s.io"
+    apiserver.answers[CRD_API] = discovery("customresourcedefinitions/status")
+    assert k.unserved() == "customresourcedefinitions.apiextensions.k8s.io"
+    serve_all(apiserver)
+    apiserver.answers[OUR_API] = (404, status(404, "NotFound", "the server could not find the requested resource"))
+    assert k.unserved() == "managerclusters.cloudify.co"  # defined, not served yet: wait
+    apiserver.answers[CRDS] = (403, status(403, "Forbidden", "cannot list customresourcedefinitions"))
+    assert k.unserved() == "managerclusters.cloudify.co"  # cannot tell: kopf could not watch for it either
+    apiserver.answers[CRDS] = (200, {"kind": "CustomResourceDefinitionList", "items": []})
+    assert k.unserved() is None  # not defined at all: kopf's CRD watch picks it up when it is
+
+
+def test_the_startup_waits_until_the_apiserver_serves_the_crd(apiserver: Apiserver) -> None:
+    """The election starts after kopf's scan; a scan of a half-started apiserver would leave a
+    leader that serves nothing (the chaos suite's apiserver restart as an instance started)."""
+    import asyncio
+
+    from clusterop.handlers import until_served
+
+    k = kube_for(apiserver.config())
+    serve_all(apiserver)
+    apiserver.answers[OUR_API] = (404, status(404, "NotFound", "not found"))
+    served = threading.Event()
+
+    def later() -> None:
+        serve_all(apiserver)
+        served.set()
+
+    threading.Timer(0.3, later).start()
+    asyncio.run(asyncio.wait_for(until_served(k, first=0.02, longest=0.05), timeout=10))
+    assert served.is_set()
