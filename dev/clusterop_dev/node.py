@@ -39,7 +39,7 @@ from clusterop_dev.testbed import REPO_ROOT, TestBed, TestBedError, control_plan
 from clusterop_dev.testbed.certs import b64 as _b64
 from clusterop_dev.testbed.certs import kubeconfig as _kubeconfig
 from clusterop_dev.testbed.certs import write_private as _write_private
-from clusterop_dev.testbed.cli import run_cli, start_supervisor, stop_supervisor
+from clusterop_dev.testbed.cli import clear_folder, kill_children, run_cli, start_supervisor, stop_supervisor
 from clusterop_dev.testbed.processes import Child as _Child
 from clusterop_dev.testbed.processes import process_alive as _process_alive
 from clusterop_dev.testbed.processes import read_pid as _read_pid
@@ -672,16 +672,9 @@ def _cmd_up(args: argparse.Namespace) -> int:
 def _cmd_down(args: argparse.Namespace) -> int:
     folder: Path = args.dir.resolve()
     pid = stop_supervisor(folder, MARKER, timeout=120, group=False)
-    for child in _recorded(folder / "run"):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(child, signal.SIGKILL)
+    kill_children(_recorded(folder / "run"))
     cleanup_host(folder / "run" / "node")
-    for name in ("ready", "pid", "kubeconfig", "supervisor.log"):
-        with contextlib.suppress(FileNotFoundError):
-            (folder / name).unlink()
-    shutil.rmtree(folder / "run", ignore_errors=True)
-    with contextlib.suppress(OSError):
-        folder.rmdir()
+    clear_folder(folder)
     left = host_leftovers()
     if left:
         _say(f"Left on the host: {left}")

@@ -37,11 +37,6 @@ CRD_NAME = f"{PLURAL}.{GROUP}"
 SECRET_MAX_AGE = 300.0
 
 
-# The names callers used before the error tree had Kubernetes errors; the same classes.
-NotFoundError = errors.KubeNotFound
-ConflictError = errors.KubeConflict
-
-
 @dataclass(frozen=True)
 class SecretData:
     resource_version: str

@@ -1,5 +1,5 @@
 """An in-memory stand-in for `clusterop.kube.Kube` with the apiserver's optimistic concurrency:
-every write bumps a resourceVersion, a write carrying an older one fails with ConflictError.
+every write bumps a resourceVersion, a write carrying an older one fails with KubeConflict.
 Secrets and ConfigMaps hold decoded data, as `Kube.secret` returns it."""
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from clusterop.kube import ConflictError, NotFoundError, SecretData
+from clusterop.errors import KubeConflict, KubeNotFound
+from clusterop.kube import SecretData
 
 
 class FakeKube:
@@ -53,7 +54,7 @@ class FakeKube:
     def cluster(self, ns: str, name: str) -> dict[str, Any]:
         obj = self.objects.get(("mgrc", ns, name))
         if obj is None:
-            raise NotFoundError(name)
+            raise KubeNotFound(name)
         return copy.deepcopy(obj)
 
     def patch_status(
@@ -62,9 +63,9 @@ class FakeKube:
         self._check()
         obj = self.objects.get(("mgrc", ns, name))
         if obj is None:
-            raise NotFoundError(name)
+            raise KubeNotFound(name)
         if resource_version is not None and resource_version != obj["metadata"]["resourceVersion"]:
-            raise ConflictError(name)
+            raise KubeConflict(name)
         for k, v in patch.items():
             if v is None:
                 obj["status"].pop(k, None)
@@ -84,7 +85,7 @@ class FakeKube:
         self._check()
         key = ("lease", ns, body["metadata"]["name"])
         if key in self.objects:
-            raise ConflictError("exists")
+            raise KubeConflict("exists")
         self.objects[key] = copy.deepcopy(dict(body))
         self.writes.append(("lease", key[2]))
         return self._bump(self.objects[key])
@@ -93,9 +94,9 @@ class FakeKube:
         self._check()
         obj = self.objects.get(("lease", ns, name))
         if obj is None:
-            raise NotFoundError(name)
+            raise KubeNotFound(name)
         if body["metadata"].get("resourceVersion") != obj["metadata"]["resourceVersion"]:
-            raise ConflictError(name)
+            raise KubeConflict(name)
         self.objects[("lease", ns, name)] = obj = copy.deepcopy(dict(body))
         self.writes.append(("lease", name))
         return self._bump(obj)
@@ -111,7 +112,7 @@ class FakeKube:
     def secret(self, ns: str, name: str) -> SecretData:
         obj = self.objects.get(("secret", ns, name))
         if obj is None:
-            raise NotFoundError(name)
+            raise KubeNotFound(name)
         self.reads.append(("secret", name))
         return SecretData(obj["metadata"]["resourceVersion"], dict(obj["data"]))
 
@@ -121,7 +122,7 @@ class FakeKube:
     def config_map(self, ns: str, name: str) -> Mapping[str, str]:
         obj = self.objects.get(("configmap", ns, name))
         if obj is None:
-            raise NotFoundError(name)
+            raise KubeNotFound(name)
         return dict(obj["data"])
 
     def create_key_secret(self, ns: str, name: str, key: str, owner: str) -> None:

@@ -76,6 +76,7 @@ def test_a_renew_that_lost_the_race_is_not_a_renew() -> None:
 def test_two_candidates_at_the_same_instant_only_one_wins() -> None:
     kube, clock = FakeKube(), Clock()
     a, b = elector(kube, clock, "a"), elector(kube, clock, "b")
+
     # b reads "no lease" too, but a's create lands first: b's create conflicts.
     def a_first() -> None:
         kube.before_write = None

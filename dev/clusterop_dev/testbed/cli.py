@@ -13,7 +13,7 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from types import FrameType
 
@@ -111,6 +111,23 @@ def stop_supervisor(folder: Path, marker: str, *, timeout: float, group: bool = 
     return pid
 
 
+def kill_children(children: Iterable[int]) -> None:
+    """SIGKILL the process group of each recorded child still alive (those PDEATHSIG missed)."""
+    for child in children:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child, signal.SIGKILL)
+
+
+def clear_folder(folder: Path) -> None:
+    """What `up` left in `folder`: its markers, the run folder, and the folder when empty."""
+    for name in ("ready", "pid", "kubeconfig", "supervisor.log"):
+        with contextlib.suppress(FileNotFoundError):
+            (folder / name).unlink()
+    shutil.rmtree(folder / "run", ignore_errors=True)
+    with contextlib.suppress(OSError):
+        folder.rmdir()
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     folder: Path = args.dir.resolve()
     bed = TestBed(
@@ -157,18 +174,11 @@ def _cmd_down(args: argparse.Namespace) -> int:
     pid = stop_supervisor(folder, "clusterop_dev.testbed", timeout=3 * STOP_GRACE_SECONDS + 5)
     # Children die with the supervisor (PDEATHSIG); this catches any the kernel could not, and waits
     # until they are gone: "down" means nothing of it runs any more.
-    for child in _recorded_children(folder):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(child, signal.SIGKILL)
+    kill_children(_recorded_children(folder))
     deadline = time.monotonic() + 10
     while any(True for _ in _recorded_children(folder)) and time.monotonic() < deadline:
         time.sleep(0.05)
-    for name in ("ready", "pid", "kubeconfig", "supervisor.log"):
-        with contextlib.suppress(FileNotFoundError):
-            (folder / name).unlink()
-    shutil.rmtree(folder / "run", ignore_errors=True)
-    with contextlib.suppress(OSError):
-        folder.rmdir()
+    clear_folder(folder)
     say("Stopped the control plane" if pid is not None else "Not running")
     return 0
 
