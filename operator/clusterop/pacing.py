@@ -8,7 +8,9 @@ While a stage is in flight (a node starting, joining or leaving) the schedule is
 
 - `fast_first` after the write that began it (the stage may be over at once);
 - then every `fast_every` (0.1 s) until `fast_window` (1 s) has passed, so that a stage that
-  ends in its first second is seen within 0.1 s of its end;
+  ends in its first second is seen within 0.1 s of its end. These looks sit on a grid counted
+  from the write (`now` is the caller's monotonic clock), not one delay after the previous
+  pass: a pass's own time (its reads, its status write) does not push every later look back;
 - then backing off (x`backoff`) up to `fast_max` (2 s), and up to `slow_max` (3 s) once the stage
   has lasted `slow_after` (10 s).
 
@@ -19,10 +21,11 @@ look 50 ms, then x1.6 up to 2 s): `looks_for` counts them (tests/unit/test_pacin
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 
-__all__ = ["Pacing", "PacingSettings", "after_crash", "after_refusal", "looks_for", "next_look", "resync"]
+__all__ = ["Pacing", "PacingSettings", "after_crash", "after_refusal", "look_times", "looks_for", "next_look", "resync"]
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,7 @@ class Pacing:
     """Per-object pacing memory (not crash-safe: it only decides how soon to look again)."""
 
     streak: int = 0  # consecutive passes waiting on something
-    waited: float = 0.0  # seconds of requeue delays since the stage in flight began (or was first seen)
+    began: float | None = None  # when the stage in flight began (its write) or was first seen
     last: float = 0.0  # the previous requeue delay while in flight
 
 
@@ -52,23 +55,25 @@ def resync(s: PacingSettings) -> float:
     return s.resync_seconds * random.uniform(0.9, 1.1)
 
 
-def next_look(p: Pacing, s: PacingSettings, *, wrote: bool, in_flight: bool, settled: bool) -> float:
-    """Seconds until the next pass, from what this pass saw (`settled`: Ready or Paused)."""
+def next_look(p: Pacing, s: PacingSettings, *, wrote: bool, in_flight: bool, settled: bool, now: float) -> float:
+    """Seconds until the next pass, from what this pass saw (`settled`: Ready or Paused) at `now`."""
     if wrote:
         p.streak = 0
-        p.waited = p.last = s.fast_first
+        p.began, p.last = now, s.fast_first
         return s.fast_first
     if in_flight:
         p.streak += 1
-        if p.waited < s.fast_window:
-            delay = s.fast_every
+        if p.began is None:
+            p.began = now
+        age = now - p.began
+        if age < s.fast_window:
+            delay = _on_grid(age, s)
         else:
-            cap = s.fast_max if p.waited < s.slow_after else s.slow_max
+            cap = s.fast_max if age < s.slow_after else s.slow_max
             delay = min(cap, max(p.last, s.fast_every) * s.backoff)
-        p.waited += delay
         p.last = delay
         return float(delay)
-    p.waited = p.last = 0.0
+    p.began, p.last = None, 0.0
     if settled:
         p.streak = 0
         return resync(s)
@@ -76,26 +81,39 @@ def next_look(p: Pacing, s: PacingSettings, *, wrote: bool, in_flight: bool, set
     return float(min(s.error_max, s.resync_seconds, 1.0 * 2 ** min(p.streak - 1, 6)))
 
 
-def looks_for(stage_seconds: float, s: PacingSettings) -> int:
-    """Passes from the write that begins a stage to the first that sees it over (pass time ignored)."""
+def _on_grid(age: float, s: PacingSettings) -> float:
+    """Until the next point of `fast_first + k * fast_every` after the write; a point closer
+    than a fifth of the step (a pass woken just before it looked a moment ago) is skipped."""
+    k = max(0, math.floor((age - s.fast_first) / s.fast_every) + 1)
+    delay = s.fast_first + k * s.fast_every - age
+    return delay + s.fast_every if delay < s.fast_every / 5 else delay
+
+
+def looks_for(stage_seconds: float, s: PacingSettings, pass_seconds: float = 0.0) -> int:
+    """Passes from the write that begins a stage (at 0) to the first that sees it over; each
+    pass takes `pass_seconds` from its look to its requeue."""
+    return len(look_times(stage_seconds, s, pass_seconds))
+
+
+def look_times(stage_seconds: float, s: PacingSettings, pass_seconds: float = 0.0) -> list[float]:
+    """When the passes after the write (at 0) look, up to the first that sees the stage over."""
     p = Pacing()
-    t = next_look(p, s, wrote=True, in_flight=True, settled=False)
-    looks = 1
-    while t < stage_seconds:
-        t += next_look(p, s, wrote=False, in_flight=True, settled=False)
-        looks += 1
+    looks = [next_look(p, s, wrote=True, in_flight=True, settled=False, now=0.0)]
+    while looks[-1] < stage_seconds:
+        done = looks[-1] + pass_seconds
+        looks.append(done + next_look(p, s, wrote=False, in_flight=True, settled=False, now=done))
     return looks
 
 
 def after_refusal(p: Pacing) -> float:
     """Backoff while the spec or its Secrets stop a pass before any manager is called."""
     p.streak += 1
-    p.waited = p.last = 0.0
+    p.began, p.last = None, 0.0
     return float(min(30.0, 1.0 * 2 ** min(p.streak - 1, 5)))
 
 
 def after_crash(p: Pacing) -> float:
     """Backoff after a pass raised (a bug or an unexpected failure): 2 s, 4 s, ... up to 60 s."""
     p.streak += 1
-    p.waited = p.last = 0.0
+    p.began, p.last = None, 0.0
     return float(min(60.0, 2 ** min(p.streak, 6)))

@@ -110,6 +110,7 @@ class Reconciler:
         clock: Callable[[], float] = time.time,
         steady_session: Session | None = None,
         fence: Callable[[], bool] = lambda: True,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.kube = kube
         self.session = session
@@ -118,6 +119,7 @@ class Reconciler:
         self.settings = settings
         self.observer = observer
         self.clock = clock
+        self.monotonic = monotonic  # the poll schedule's clock (pacing.next_look)
         self.materials = Materials(kube, settings.request_timeout)
         self.reader = Reader(self._client, pool)
         self.executor = Executor(kube, lambda endpoint, conn: self._client(endpoint, conn, False), fence, clock)
@@ -263,6 +265,7 @@ class Reconciler:
             wrote=executed is not None,
             in_flight=in_flight,
             settled=desired["phase"] in (Phase.READY, Phase.PAUSED),
+            now=self.monotonic(),
         )
 
 
