@@ -204,7 +204,7 @@ async def _run_pass(
         )
         decided = time.monotonic()  # the requeue delay counts from here, not after the status write
         if outcome.base_status is not None:
-            state.last_status, state.resource_version = outcome.base_status, outcome.resource_version
+            state.wrote(outcome.base_status, outcome.resource_version)
         if outcome.status_patch:
             written = await loop.run_in_executor(
                 runtime.passes,
@@ -214,8 +214,7 @@ async def _run_pass(
                 outcome.status_patch,
                 outcome.resource_version,
             )
-            state.last_status = dict(written.get("status") or {})
-            state.resource_version = str(written["metadata"].get("resourceVersion") or "") or None
+            state.wrote(written.get("status") or {}, str(written["metadata"].get("resourceVersion") or "") or None)
         if state.problems_seen is not None:  # the pass's status landed: its Events are posted below
             state.last_problems, state.problems_seen = state.problems_seen, None
     except errors.KubeNotFound:
@@ -271,10 +270,13 @@ async def wake_on_change(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         memo.wake.set()
         return
     state: ObjectState | None = memo.get("state")
-    if state is None or state.last_status is None or body.metadata.get("resourceVersion") == state.resource_version:
+    version = body.metadata.get("resourceVersion")
+    if state is None or state.last_status is None or version == state.resource_version:
         return
-    mine, theirs = state.last_status, body.get("status") or {}
-    if any(mine.get(k) != theirs.get(k) for k in status.OWNED):
+    theirs = body.get("status") or {}
+    if state.is_own(version, theirs):  # one of our writes, delivered late (the watch lags under load)
+        return
+    if status.owned(state.last_status) != status.owned(theirs):
         memo.wake.set()
 
 

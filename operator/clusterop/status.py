@@ -38,6 +38,7 @@ __all__ = [
     "condition",
     "memory_of",
     "merge_patch",
+    "owned",
     "phase_of",
     "problems_of",
     "render_problems",
@@ -60,6 +61,11 @@ OWNED = (
     "plannedActions",
     "pending",
 )
+
+
+def owned(st: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of `st` this operator writes (what tells its writes from someone else's)."""
+    return {k: st.get(k) for k in OWNED}
 
 
 def problems_of(
