@@ -137,7 +137,7 @@ async def reconcile_loop(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonS
     state = memo.state = ObjectState()
     lock = memo.lock = asyncio.Lock()  # orders a deletion's pass after any pass in flight
     refs: set[tuple[str, str]] = set()
-    await _until_finalized(body, stopped)
+    await _until_finalized(body, memo, stopped)
     try:
         while not stopped and not body.metadata.get("deletionTimestamp"):
             if not runtime.is_leading():
@@ -166,14 +166,20 @@ async def reconcile_loop(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonS
         metrics.forget(*key)
 
 
-async def _until_finalized(body: kopf.Body, stopped: kopf.DaemonStopped, timeout: float = 2.0) -> None:
+async def _until_finalized(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStopped, timeout: float = 2.0) -> None:
     """kopf patches its finalizer onto a new object while its daemon starts. A first pass
     racing that patch lost its intent's compare-and-swap on the resourceVersion: a held
-    bootstrap, one wasted pass and ~80 ms per new object. The daemon's body is live (kopf
-    updates it from the watch), so wait briefly until it carries the finalizer."""
-    deadline = time.monotonic() + timeout
-    while FINALIZER not in (body.metadata.get("finalizers") or ()) and not stopped and time.monotonic() < deadline:
-        await asyncio.sleep(0.01)
+    bootstrap, one wasted pass and ~80 ms per new object. Wait (up to `timeout`) until the
+    watch event of that patch has arrived (`wake_on_change` sets `memo.finalized`)."""
+    if _finalized(body) or stopped:
+        return
+    finalized = memo.finalized = asyncio.Event()
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(finalized.wait(), timeout=timeout)
+
+
+def _finalized(body: kopf.Body) -> bool:
+    return FINALIZER in (body.get("metadata", {}).get("finalizers") or ())
 
 
 async def _one_pass(
@@ -262,6 +268,9 @@ def _track_secrets(
 async def wake_on_change(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Wake the loop when spec, the pause annotation or deletion changed, or when someone else
     changed status (not on our own status writes)."""
+    finalized: asyncio.Event | None = memo.get("finalized")
+    if finalized is not None and not finalized.is_set() and _finalized(body):
+        finalized.set()
     signature = _signature(body)
     if memo.get("wake") is None:
         return

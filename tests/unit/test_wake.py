@@ -54,3 +54,25 @@ def test_someone_elses_status_and_a_spec_change_wake() -> None:
     assert woken(memo, body("6", {"phase": "Ready"}))  # or edited
     memo = memo_after_writes()
     assert woken(memo, body("7", {"phase": "Joining", "pending": {"op": "join"}}, generation=2))  # spec edited
+
+
+def test_a_new_objects_first_pass_waits_for_kopfs_finalizer_event() -> None:
+    """The loop's first pass starts once the watch shows kopf's finalizer (its patch would
+    otherwise win the intent's compare-and-swap), not before, and without polling."""
+    from kopf._cogs.aiokits.aioenums import AsyncFlagWaiter, FlagSetter
+
+    from clusterop.handlers import FINALIZER, _until_finalized
+
+    async def scenario() -> tuple[bool, bool]:
+        memo = kopf.Memo()
+        new = body("1", {})
+        waiting = asyncio.ensure_future(_until_finalized(new, memo, stopped=AsyncFlagWaiter(FlagSetter()), timeout=10))
+        await asyncio.sleep(0.05)
+        before = waiting.done()
+        patched = body("2", {})
+        patched["metadata"]["finalizers"] = [FINALIZER]
+        await wake_on_change(body=kopf.Body(dict(patched)), memo=memo)
+        await asyncio.wait_for(waiting, timeout=1)
+        return before, waiting.done()
+
+    assert asyncio.run(scenario()) == (False, True)
