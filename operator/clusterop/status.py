@@ -8,6 +8,8 @@ values (`model.Problem`) until they are rendered into `error` and the Degraded c
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -36,6 +38,7 @@ __all__ = [
     "blocked_before_managers",
     "build",
     "condition",
+    "fingerprint",
     "memory_of",
     "merge_patch",
     "owned",
@@ -66,6 +69,12 @@ OWNED = (
 def owned(st: Mapping[str, Any]) -> dict[str, Any]:
     """The fields of `st` this operator writes (what tells its writes from someone else's)."""
     return {k: st.get(k) for k in OWNED}
+
+
+def fingerprint(st: Mapping[str, Any]) -> str:
+    """A short digest of `owned(st)`: equal for equal owned fields."""
+    raw = json.dumps(owned(st), sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.blake2b(raw.encode(), digest_size=12).hexdigest()
 
 
 def problems_of(
