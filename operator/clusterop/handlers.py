@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -208,7 +208,6 @@ async def _run_pass(
         outcome = await loop.run_in_executor(
             runtime.passes, functools.partial(runtime.reconciler.run, snapshot, state, deleting=deleting)
         )
-        decided = time.monotonic()  # the requeue delay counts from here, not after the status write
         if outcome.base_status is not None:
             state.wrote(outcome.base_status, outcome.resource_version)
         if outcome.status_patch:
@@ -248,7 +247,7 @@ async def _run_pass(
     metrics.CLUSTER_READY.labels(*key).set(1 if outcome.ready else 0)
     metrics.CLUSTER_NODES_ONLINE.labels(*key).set(outcome.members_online)
     metrics.CLUSTER_NODES_DESIRED.labels(*key).set(len(body.spec.get("nodes") or []))
-    return replace(outcome, requeue_after=max(0.0, outcome.requeue_after - (time.monotonic() - decided)))
+    return outcome
 
 
 def _track_secrets(

@@ -48,6 +48,7 @@ class Pacing:
     streak: int = 0  # consecutive passes waiting on something
     began: float | None = None  # when the stage in flight began (its write) or was first seen
     last: float = 0.0  # the previous requeue delay while in flight
+    due: float | None = None  # when the pass now deciding was due to look
 
 
 def resync(s: PacingSettings) -> float:
@@ -57,9 +58,10 @@ def resync(s: PacingSettings) -> float:
 
 def next_look(p: Pacing, s: PacingSettings, *, wrote: bool, in_flight: bool, settled: bool, now: float) -> float:
     """Seconds until the next pass, from what this pass saw (`settled`: Ready or Paused) at `now`."""
+    late = p.due is not None and now - p.due > s.fast_every
     if wrote:
         p.streak = 0
-        p.began, p.last = now, s.fast_first
+        p.began, p.last, p.due = now, s.fast_first, now + s.fast_first
         return s.fast_first
     if in_flight:
         p.streak += 1
@@ -67,13 +69,16 @@ def next_look(p: Pacing, s: PacingSettings, *, wrote: bool, in_flight: bool, set
             p.began = now
         age = now - p.began
         if age < s.fast_window:
-            delay = _on_grid(age, s)
+            # A pass that ended more than a step after it was due waited for a worker: the
+            # operator is busy (a thousand clusters forming), and looking sooner only lengthens
+            # the queue; then one step after this pass, as a plain schedule would.
+            delay = s.fast_every if late else _on_grid(age, s)
         else:
             cap = s.fast_max if age < s.slow_after else s.slow_max
             delay = min(cap, max(p.last, s.fast_every) * s.backoff)
-        p.last = delay
+        p.last, p.due = delay, now + delay
         return float(delay)
-    p.began, p.last = None, 0.0
+    p.began, p.last, p.due = None, 0.0, None
     if settled:
         p.streak = 0
         return resync(s)
@@ -108,12 +113,12 @@ def look_times(stage_seconds: float, s: PacingSettings, pass_seconds: float = 0.
 def after_refusal(p: Pacing) -> float:
     """Backoff while the spec or its Secrets stop a pass before any manager is called."""
     p.streak += 1
-    p.began, p.last = None, 0.0
+    p.began, p.last, p.due = None, 0.0, None
     return float(min(30.0, 1.0 * 2 ** min(p.streak - 1, 5)))
 
 
 def after_crash(p: Pacing) -> float:
     """Backoff after a pass raised (a bug or an unexpected failure): 2 s, 4 s, ... up to 60 s."""
     p.streak += 1
-    p.began, p.last = None, 0.0
+    p.began, p.last, p.due = None, 0.0, None
     return float(min(60.0, 2 ** min(p.streak, 6)))
