@@ -22,6 +22,11 @@ from typing import Any
 import aiohttp
 import kopf
 
+# Two kopf internals, both for its resource scan (until_watched): the Insights it fills, passed
+# to kopf.run, and the rescan it runs itself when a CRD changes.
+from kopf._cogs.structs.references import Insights
+from kopf._core.reactor import observation
+
 from . import errors, metrics, pacing, status
 from .kube import Kube
 from .leader import Elector
@@ -385,7 +390,8 @@ def run(
     started: Callable[[], None] = lambda: None,
     stop_flag: asyncio.Event | None = None,
 ) -> None:
-    """Run kopf until it stops; `started` runs in kopf's loop once kopf has started."""
+    """Run kopf until it stops; `started` runs in kopf's loop once kopf watches ManagerClusters."""
+    insights = Insights()  # what kopf's scans found: until_watched reads it
     kopf.run(
         clusterwide=not options.namespaces,
         namespaces=list(options.namespaces),
@@ -393,8 +399,9 @@ def run(
         peering_name=options.peering,
         priority=options.priority,
         liveness_endpoint=options.liveness,
-        memo=kopf.Memo(runtime=runtime, options=options, started=started),
+        memo=kopf.Memo(runtime=runtime, options=options, started=started, insights=insights),
         stop_flag=stop_flag,
+        insights=insights,
     )
 
 
@@ -424,10 +431,68 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         settings.peering.lifetime = options.peering_lifetime
         settings.peering.clusterwide = not options.namespaces
         settings.peering.mandatory = True
-    # kopf scans the apiserver's resources once, right after this handler; the election starts
-    # only then (memo.started), so no process leads while it serves nothing.
+    # kopf scans the apiserver's resources once, right after this handler: wait until the
+    # apiserver serves what that scan needs, then (in a task, as the scan starts only after this
+    # handler) until kopf watches ManagerClusters. The election starts only then (memo.started),
+    # so no process leads while it serves nothing.
     await until_served(memo.runtime.kube)
+    memo.watched = asyncio.create_task(_started_when_watched(memo, settings), name="until watched")
+
+
+async def _started_when_watched(memo: kopf.Memo, settings: kopf.OperatorSettings) -> None:
+    await until_watched(memo.insights, memo.runtime.kube, functools.partial(_rescan, memo.insights, settings))
     memo.started()
+
+
+def watches(insights: Insights) -> bool:
+    """True once kopf's scans have found the ManagerCluster resource, so kopf watches it."""
+    return any(r.group == GROUP and r.plural == PLURAL for r in insights.watched_resources)
+
+
+async def _rescan(insights: Insights, settings: kopf.OperatorSettings) -> None:
+    """Scan our group again, as kopf itself does when one of its CRDs changes."""
+    event = {"type": "MODIFIED", "object": {"spec": {"group": GROUP}}}
+    await observation.process_discovered_resource_event(
+        raw_event=event,  # type: ignore[arg-type]
+        settings=settings,
+        registry=kopf.get_default_registry(),
+        insights=insights,
+    )
+
+
+async def until_watched(
+    insights: Insights,
+    kube: Kube,
+    rescan: Callable[[], Any],
+    first: float = 0.2,
+    longest: float = 2.0,
+) -> None:
+    """After kopf's start-up scan: until kopf watches ManagerClusters. An apiserver that restarts
+    between until_served and that scan makes the scan miss our CRD ("Unresolved resources cannot
+    be served"), and kopf scans again only when a CRD changes: it would serve nothing until
+    restarted. While the apiserver serves the resource and kopf does not watch it, scan again."""
+    await insights.ready_resources.wait()
+    loop = asyncio.get_running_loop()
+    delay, said = first, False
+    while not watches(insights):
+        try:
+            served = await loop.run_in_executor(None, kube.serves_managerclusters)
+        except errors.KubeError:
+            served = False
+        if served:
+            log.warning("kopf's start-up scan missed %s.%s (apiserver restarting): scanning again", PLURAL, GROUP)
+            try:
+                await rescan()
+            except Exception as e:  # kopf retries its requests; a scan that still fails is tried again
+                log.warning("Scanning for %s.%s failed: %s", PLURAL, GROUP, e)
+        elif not said:
+            log.warning("Waiting for the apiserver to serve %s.%s before leading", PLURAL, GROUP)
+            said = True
+        if watches(insights):
+            break
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, longest)
+    log.info("kopf watches %s.%s", PLURAL, GROUP)
 
 
 async def until_served(kube: Kube, first: float = 0.2, longest: float = 2.0) -> None:

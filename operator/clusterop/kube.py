@@ -178,9 +178,13 @@ class Kube:
         A CRD that is not defined at all is not waited for: kopf's CRD watch picks it up."""
         if not self._serves(CRD_API, "customresourcedefinitions"):
             return f"customresourcedefinitions.{CRD_API.split('/')[0]}"
-        if not self._serves(API_VERSION, PLURAL) and self._crd_defined():
+        if not self.serves_managerclusters() and self._crd_defined():
             return CRD_NAME
         return None
+
+    def serves_managerclusters(self) -> bool:
+        """True when the apiserver's discovery lists the ManagerCluster resource."""
+        return self._serves(API_VERSION, PLURAL)
 
     def _serves(self, api_version: str, plural: str) -> bool:
         try:
