@@ -20,6 +20,7 @@ from .kube import Kube
 from .leader import Elector, LeaseConfig, default_identity, default_namespace
 from .pacing import PacingSettings
 from .reconciler import Reconciler, Settings
+from .shards import Shards
 
 log = logging.getLogger("clusterop.cli")
 
@@ -90,7 +91,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     le.add_argument(
         "--leader-elect-identity", default=None, help="holder identity (default: POD_ID or host_pid_random)"
     )
+    sh = p.add_argument_group("sharding (scale out: each replica reconciles a stable share of the objects)")
+    sh.add_argument(
+        "--shards",
+        type=int,
+        default=1,
+        help="split the ManagerClusters among this many shard Leases (<lease name>-<i>-of-<N>); each replica "
+        "holds one and reconciles the objects that hash to it; replicas beyond N are spares (implies --leader-elect)",
+    )
+    sh.add_argument(
+        "--shard-index", type=int, default=None, help="the shard to try first (a StatefulSet's ordinal; default: by id)"
+    )
     args = p.parse_args(argv)
+    if args.shards < 1:
+        p.error("--shards needs at least 1")
+    if args.shard_index is not None and not 0 <= args.shard_index < args.shards:
+        p.error(f"--shard-index {args.shard_index} is not below --shards {args.shards}")
+    if args.shards > 1:
+        args.leader_elect = True
     if args.leader_elect and not (
         args.leader_elect_lease_duration > args.leader_elect_renew_deadline > args.leader_elect_retry_period > 0
     ):
@@ -118,28 +136,32 @@ def main(argv: list[str] | None = None) -> int:
     memory.trim_every(10.0)
     kube = Kube.from_env(secret_max_age=args.secret_cache_seconds)
     identity = args.leader_elect_identity or default_identity()
-    elector: Elector | None = None
+    elector: Elector | Shards | None = None
     if args.leader_elect:
         # Its own client: renewals never queue behind passes in the shared connection pool.
-        elector = Elector(
-            Kube.from_env(secret_max_age=args.secret_cache_seconds),
-            LeaseConfig(
-                name=args.leader_elect_lease_name,
-                namespace=args.leader_elect_lease_namespace or default_namespace(),
-                identity=identity,
-                lease_duration=args.leader_elect_lease_duration,
-                renew_deadline=args.leader_elect_renew_deadline,
-                retry_period=args.leader_elect_retry_period,
-            ),
+        lease_kube = Kube.from_env(secret_max_age=args.secret_cache_seconds)
+        lease = LeaseConfig(
+            name=args.leader_elect_lease_name,
+            namespace=args.leader_elect_lease_namespace or default_namespace(),
+            identity=identity,
+            lease_duration=args.leader_elect_lease_duration,
+            renew_deadline=args.leader_elect_renew_deadline,
+            retry_period=args.leader_elect_retry_period,
         )
+        if args.shards > 1:
+            elector = Shards(lease_kube, lease, args.shards, args.shard_index)
+        else:
+            elector = Elector(lease_kube, lease)
     # A pool per manager, kept: a smaller LRU (1,024) thrashed while 1,000 clusters formed (3,000
     # managers), closing connections under urllib3's pool lock, which the 64 pass and fan-out
     # threads then queued on (docs/performance.md, round two).
     manager_session = make_session(pool_hosts=65536)
 
-    def agent(term: int | None = None) -> None:
-        """The managers' access logs say which instance wrote, and in which leader term."""
+    def agent(term: int | None = None, holds: str = "leader") -> None:
+        """The managers' access logs say which instance wrote, in which leader term (and shard)."""
         tag = identity if term is None else f"{identity}; term {term}"
+        if term is not None and holds != "leader":
+            tag += f"; {holds}"
         manager_session.headers["User-Agent"] = f"cloudify-cluster-operator ({tag})"
 
     agent()
@@ -155,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
             pacing=PacingSettings(resync_seconds=args.resync_seconds),
         ),
         observer=metrics.observe_request,
-        fence=elector.holds if elector is not None else (lambda: True),
+        fence=elector.owns if elector is not None else (lambda ns, name: True),
     )
     runtime = handlers.Runtime(
         reconciler=reconciler,
@@ -171,7 +193,6 @@ def main(argv: list[str] | None = None) -> int:
     stop_flag: asyncio.Event | None = None
     if elector is not None:
         stop_flag = asyncio.Event()
-        runtime.leading = asyncio.Event()  # before kopf starts any loop: nobody leads yet
 
     def started() -> None:
         """In kopf's loop, once kopf has started."""
@@ -212,25 +233,27 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _start_election(
-    elector: Elector, runtime: handlers.Runtime, stop_flag: asyncio.Event | None, agent: Callable[[int], None]
+    elector: Elector | Shards,
+    runtime: handlers.Runtime,
+    stop_flag: asyncio.Event | None,
+    agent: Callable[[int, str], None],
 ) -> None:
-    """In kopf's loop: the leading flag the object loops wait on, the elector's thread, and
-    SIGTERM/SIGINT handlers that stop writing and release the Lease first, then stop kopf."""
+    """In kopf's loop: the pulse that wakes the object loops waiting for a claim, the elector's
+    thread, and SIGTERM/SIGINT handlers that stop writing and release the Lease first, then stop
+    kopf."""
     loop = asyncio.get_running_loop()
-    leading = runtime.leading
-    assert leading is not None
 
     def changed(now_leading: bool) -> None:
         if now_leading:
-            agent(elector.term)  # before any pass of this term can run
-        loop.call_soon_threadsafe(leading.set if now_leading else leading.clear)
+            agent(elector.term, elector.describe())  # before any pass of this term can run
+        loop.call_soon_threadsafe(runtime.pulse)
 
     elector.on_change = changed
 
     def terminate(signum: int) -> None:
         log.info("Stopping signal=%s: releasing the lease", signal.Signals(signum).name)
-        leading.clear()
         elector.release()  # a few ms: the successor takes over on its next try
+        runtime.pulse()
         if stop_flag is not None:
             stop_flag.set()
 

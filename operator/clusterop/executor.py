@@ -2,7 +2,8 @@
 goes through `Executor.execute`, and nothing else in the operator writes to a manager.
 
 For each write, in this order:
-  1. the fence: this process holds the leader Lease with margin (`fence()`), else nothing is sent;
+  1. the fence: this process holds the leader Lease, or the object's shard Lease, with margin
+     (`fence(ns, name)`), else nothing is sent;
   2. the intent, recorded in status as a compare-and-swap on the object's resourceVersion (a
      merge patch carrying metadata.resourceVersion): a 409 means someone else moved since this
      pass observed, so nothing is sent and the next pass observes again;
@@ -49,7 +50,7 @@ class Result:
 class Executor:
     kube: Kube
     client: Callable[[str, Connection], ManagerClient]  # endpoint, connection -> client
-    fence: Callable[[], bool] = lambda: True
+    fence: Callable[[str, str], bool] = lambda ns, name: True  # (namespace, name): may write
     clock: Callable[[], float] = time.time
     counts: dict[str, int] = field(default_factory=dict)  # held-back writes by reason (tests, metrics)
 
@@ -65,7 +66,7 @@ class Executor:
         action: Write,
     ) -> Result:
         endpoints = {**memory.endpoints, **{n.name: n.endpoint for n in spec.nodes}}
-        if not self.fence():
+        if not self.fence(ns, name):
             return self._held(Held.NOT_LEADER, memory, ns, name, action)
         target = self._pending(action, memory, endpoints)
         intent: dict[str, Any] = {"phase": str(Phase.CONFIGURING)}
@@ -80,7 +81,7 @@ class Executor:
         if target is not None:
             memory = replace(memory, pending=target)
         failpoints.hit("before-write")
-        if not self.fence():  # paused or cut off after the intent: the intent stays, nothing is sent
+        if not self.fence(ns, name):  # paused or cut off after the intent: the intent stays, nothing is sent
             held = self._held(Held.NOT_LEADER, memory, ns, name, action)
             return replace(held, written=written, resource_version=version)
         try:

@@ -32,6 +32,7 @@ from .kube import Kube
 from .leader import Elector
 from .model import GROUP, PAUSE_ANNOTATION, PLURAL, VERSION
 from .reconciler import ObjectState, Outcome, Reconciler
+from .shards import Shards
 
 log = logging.getLogger("clusterop.handlers")
 RESOURCE = (GROUP, VERSION, PLURAL)
@@ -54,24 +55,37 @@ class Runtime:
     stall_after: float = 120.0
     #: connections to the apiserver kopf may hold at once (watch streams included)
     api_connections: int = 48
-    #: leader election (--leader-elect); None: this process always leads
-    elector: Elector | None = None
-    #: set while this process leads (always, without an elector); made in kopf's loop at startup
-    leading: asyncio.Event | None = None
+    #: leader election (--leader-elect) or shard leases (--shards); None: this process owns all
+    elector: Elector | Shards | None = None
+    #: set, then replaced, whenever what this process claims changes; made in kopf's loop
+    changed: asyncio.Event | None = None
 
-    def is_leading(self) -> bool:
-        return self.leading is None or self.leading.is_set()
+    def claims(self, key: tuple[str, str]) -> bool:
+        """The object's passes run here: this process leads, or holds the object's shard. Each
+        manager write is fenced again, more strictly (Elector.owns, Shards.owns)."""
+        return self.elector is None or self.elector.claims(*key)
 
-    async def wait_leading(self, stopped: Any = None) -> bool:
-        """Until this process leads (True) or `stopped` / the loop's end (False)."""
-        while not self.is_leading():
+    def pulse(self) -> None:
+        """In kopf's loop: wake every loop waiting for a claim."""
+        old, self.changed = self.changed, asyncio.Event()
+        if old is not None:
+            old.set()
+
+    async def next_change(self, timeout: float) -> None:
+        """Until the next pulse, or `timeout` seconds."""
+        if self.changed is None:
+            self.changed = asyncio.Event()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.changed.wait(), timeout=timeout)
+
+    async def wait_claimed(self, key: tuple[str, str], stopped: Any = None) -> bool:
+        """Until this process claims the object (True) or `stopped` / the loop's end (False).
+        Claims change with a pulse. The timeout bounds a missed pulse; kopf cancels a stopped
+        daemon after 3 s, so it is long: 10,000 waiting loops wake 10,000 / timeout times a second."""
+        while not self.claims(key):
             if stopped is not None and stopped:
                 return False
-            assert self.leading is not None
-            try:
-                await asyncio.wait_for(self.leading.wait(), timeout=1.0)
-            except TimeoutError:
-                pass
+            await self.next_change(timeout=30.0)
         return True
 
 
@@ -145,10 +159,11 @@ async def reconcile_loop(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonS
     await _until_finalized(body, memo, stopped)
     try:
         while not stopped and not body.metadata.get("deletionTimestamp"):
-            if not runtime.is_leading():
-                # Only the Lease's holder runs passes; a new leader reads every object afresh.
-                runtime.last_pass[key] = time.monotonic()
-                if not await runtime.wait_leading(stopped):
+            if not runtime.claims(key):
+                # Only the Lease's holder (of the object's shard) runs passes; a new holder reads
+                # every object afresh. A loop waiting here is not stalled: liveness skips it.
+                runtime.last_pass.pop(key, None)
+                if not await runtime.wait_claimed(key, stopped):
                     break
                 state.forget()
                 continue
@@ -318,14 +333,12 @@ async def delete(body: kopf.Body, memo: kopf.Memo, retry: int, runtime: datetime
     shared: Runtime = memo.runtime
     loop = asyncio.get_running_loop()
     key = (str(body.metadata.namespace), str(body.metadata.name))
-    while not shared.is_leading():  # only the leader removes nodes; the others wait for it
+    while not shared.claims(key):  # only the leader (of its shard) removes nodes; the others wait
         try:
             await loop.run_in_executor(shared.passes, shared.kube.cluster, *key)
         except errors.KubeNotFound:
             return
-        assert shared.leading is not None
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(shared.leading.wait(), timeout=1.0)
+        await shared.next_change(timeout=1.0)
     state: ObjectState = memo.get("state") or ObjectState()
     lock: asyncio.Lock = memo.get("lock") or asyncio.Lock()
     memo.state, memo.lock = state, lock
@@ -441,7 +454,11 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
 
 async def _started_when_watched(memo: kopf.Memo, settings: kopf.OperatorSettings) -> None:
     await until_watched(memo.insights, memo.runtime.kube, functools.partial(_rescan, memo.insights, settings))
-    memo.started()
+    try:
+        memo.started()
+    except Exception:  # in a task: said here, or nowhere
+        log.exception("Starting the metrics server or the election failed")
+        raise
 
 
 def watches(insights: Insights) -> bool:

@@ -216,6 +216,10 @@ class Kube:
         except errors.KubeNotFound:
             return None
 
+    def leases(self, namespace: str) -> list[dict[str, Any]]:
+        """Every Lease of the namespace (the shard leases are told apart by name)."""
+        return list(self._call("get", "leases", LEASE_API, namespace, "leases").get("items") or [])
+
     def create_lease(self, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
         """errors.KubeConflict when another candidate created it first."""
         return self._call("post", "leases", LEASE_API, namespace, "leases", data=json.dumps(body))

@@ -70,7 +70,35 @@ def _micro_time(when: datetime) -> str:
     return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-class Elector:
+class Campaign:
+    """The loop of an election, in a thread: a step, then a wait, until stopped or released."""
+
+    thread_name = "leader-election"
+    _stop: threading.Event
+    _lock: threading.Lock
+    _released: bool
+
+    def step(self) -> None:
+        raise NotImplementedError
+
+    def next_delay(self) -> float:
+        raise NotImplementedError
+
+    def run(self) -> None:
+        while not self._stop.is_set():
+            with self._lock:
+                if self._released:
+                    return
+                self.step()
+            self._stop.wait(self.next_delay())
+
+    def start(self) -> threading.Thread:
+        thread = threading.Thread(target=self.run, name=self.thread_name, daemon=True)
+        thread.start()
+        return thread
+
+
+class Elector(Campaign):
     def __init__(
         self,
         kube: Kube,
@@ -104,6 +132,17 @@ class Elector:
         ok = self._leading and self.clock() - self._renewed < self.config.renew_deadline
         log.debug("Fence checked leading=%s since_renew=%.3f ok=%s", self._leading, self.clock() - self._renewed, ok)
         return ok
+
+    def claims(self, namespace: str, name: str) -> bool:
+        """Every object's passes run in the leader (its writes are fenced by owns)."""
+        return self._leading
+
+    def owns(self, namespace: str, name: str) -> bool:
+        """The fence for one object's manager write: the leader Lease is held with margin."""
+        return self.holds()
+
+    def describe(self) -> str:
+        return "leader" if self._leading else "not leading"
 
     # -- one step, as client-go's tryAcquireOrRenew -------------------------------------------
 
@@ -191,28 +230,22 @@ class Elector:
             if self.on_change:
                 self.on_change(False)
 
-    # -- the loop -------------------------------------------------------------------------------
+    # -- the loop (Campaign.run) ----------------------------------------------------------------
 
-    def run(self) -> None:
-        """Acquire, then renew until stopped; step down when renewing fails past the deadline."""
+    def step(self) -> None:
+        """Acquire or renew once; step down when renewing has failed past the deadline."""
         c = self.config
-        while not self._stop.is_set():
-            with self._lock:
-                if self._released:
-                    return
-                ok = self.try_acquire_or_renew()
-                if not ok and self._leading and self.clock() - self._renewed >= c.renew_deadline:
-                    self._step_down(f"no renew for {c.renew_deadline}s")
-            # A leader renews every retry period; candidates retry with client-go's jitter (x1.2).
-            delay = c.retry_period if self._leading else c.retry_period * (1 + 0.2 * random.random())
-            if self._leading:
-                delay = min(delay, max(0.05, self._renewed + c.renew_deadline - self.clock()))
-            self._stop.wait(delay)
+        ok = self.try_acquire_or_renew()
+        if not ok and self._leading and self.clock() - self._renewed >= c.renew_deadline:
+            self._step_down(f"no renew for {c.renew_deadline}s")
 
-    def start(self) -> threading.Thread:
-        thread = threading.Thread(target=self.run, name="leader-election", daemon=True)
-        thread.start()
-        return thread
+    def next_delay(self) -> float:
+        """A leader renews every retry period (sooner if its deadline is nearer); candidates retry
+        with client-go's jitter (x1.2)."""
+        c = self.config
+        if not self._leading:
+            return c.retry_period * (1 + 0.2 * random.random())
+        return min(c.retry_period, max(0.05, self._renewed + c.renew_deadline - self.clock()))
 
     def release(self) -> None:
         """Stop writing at once, then hand the Lease over: holder cleared, duration 1 s."""

@@ -127,7 +127,7 @@ class Reconciler:
         observer: Observer | None = None,
         clock: Callable[[], float] = time.time,
         steady_session: Session | None = None,
-        fence: Callable[[], bool] = lambda: True,
+        fence: Callable[[str, str], bool] = lambda ns, name: True,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.kube = kube

@@ -190,7 +190,9 @@ class Judge:
 
 # -- fencing, judged from the managers' write log -------------------------------------------------
 
-AGENT = re.compile(r"cloudify-cluster-operator \((?P<identity>[^;)]+)(?:; term (?P<term>\d+))?\)")
+AGENT = re.compile(
+    r"cloudify-cluster-operator \((?P<identity>[^;)]+)(?:; term (?P<term>\d+))?(?:; (?P<shard>shard \d+ of \d+))?\)"
+)
 
 
 def fencing_violations(writes: Sequence[Mapping[str, Any]]) -> list[str]:

@@ -81,6 +81,11 @@ class FakeKube:
         obj = self.objects.get(("lease", ns, name))
         return copy.deepcopy(obj) if obj is not None else None
 
+    def leases(self, ns: str) -> list[dict[str, Any]]:
+        if self.down:
+            raise ConnectionError("apiserver down")
+        return [copy.deepcopy(o) for (kind, n, _), o in sorted(self.objects.items()) if kind == "lease" and n == ns]
+
     def create_lease(self, ns: str, body: Mapping[str, Any]) -> dict[str, Any]:
         self._check()
         key = ("lease", ns, body["metadata"]["name"])

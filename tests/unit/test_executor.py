@@ -53,7 +53,7 @@ def setup(sim: SimulatorProcess, status: dict[str, Any] | None = None) -> tuple[
     return kube, version, spec, [ms[0]["host_ip"]]
 
 
-def executor(kube: FakeKube, fence: Any = lambda: True) -> Executor:
+def executor(kube: FakeKube, fence: Any = lambda ns, name: True) -> Executor:
     session = make_session()
     return Executor(cast(Kube, kube), lambda endpoint, conn: ManagerClient(endpoint, conn, session), fence=fence)
 
@@ -83,7 +83,7 @@ def test_a_lost_compare_and_swap_sends_nothing(sim: SimulatorProcess) -> None:
 
 def test_no_lease_no_intent_no_request(sim: SimulatorProcess) -> None:
     kube, version, spec, ips = setup(sim)
-    result = executor(kube, fence=lambda: False).execute(
+    result = executor(kube, fence=lambda ns, name: False).execute(
         "ns", "c", version, spec, Memory(), CONN, KEY, Bootstrap(spec.nodes[0])
     )
     assert result.held is Held.NOT_LEADER and not result.sent
@@ -93,7 +93,7 @@ def test_no_lease_no_intent_no_request(sim: SimulatorProcess) -> None:
 def test_a_lease_lost_after_the_intent_keeps_the_intent_and_sends_nothing(sim: SimulatorProcess) -> None:
     kube, version, spec, ips = setup(sim)
     answers = iter([True, False])  # held before the intent, gone right after (a pause, a partition)
-    result = executor(kube, fence=lambda: next(answers)).execute(
+    result = executor(kube, fence=lambda ns, name: next(answers)).execute(
         "ns", "c", version, spec, Memory(), CONN, KEY, Bootstrap(spec.nodes[0])
     )
     assert result.held is Held.NOT_LEADER and not result.sent

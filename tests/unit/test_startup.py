@@ -1,10 +1,12 @@
 """handlers.until_watched: the election waits until kopf watches ManagerClusters, and a start-up
 scan that missed them (the apiserver restarting at that instant) is done again, only while the
-apiserver serves them."""
+apiserver serves them. And the loops' claims: a loop waiting for its object's Lease (or shard) wakes
+on the pulse of a change."""
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import kopf
 import pytest
@@ -75,3 +77,42 @@ def test_it_waits_for_kopfs_own_scan_first() -> None:
         return early
 
     assert asyncio.run(main()) is False
+
+
+# -- the loops' claim: who runs an object's passes (handlers.Runtime) -----------------------------
+
+
+class Claims:
+    def __init__(self) -> None:
+        self.mine: set[tuple[str, str]] = set()
+
+    def claims(self, namespace: str, name: str) -> bool:
+        return (namespace, name) in self.mine
+
+
+def test_a_loop_waiting_for_its_claim_wakes_on_the_pulse() -> None:
+    from typing import cast
+
+    from clusterop.handlers import Runtime
+
+    elector = Claims()
+    runtime = Runtime(reconciler=None, kube=None, passes=None, elector=cast(Any, elector))  # type: ignore[arg-type]
+    key = ("ns", "mc")
+    assert not runtime.claims(key)
+
+    async def main() -> float:
+        loop = asyncio.get_running_loop()
+        waiter = asyncio.create_task(runtime.wait_claimed(key))
+        await asyncio.sleep(0.05)
+        assert not waiter.done()
+        runtime.pulse()  # a pulse for a change elsewhere: still not ours, still waiting
+        await asyncio.sleep(0.05)
+        assert not waiter.done()
+        started = loop.time()
+        elector.mine.add(key)
+        runtime.pulse()
+        assert await asyncio.wait_for(waiter, timeout=5)
+        return loop.time() - started
+
+    assert asyncio.run(main()) < 1.0  # woken by the pulse, not by its 30 s timeout
+    assert Runtime(reconciler=None, kube=None, passes=None).claims(key)  # type: ignore[arg-type]
