@@ -109,8 +109,27 @@ def test_values_reach_the_operator_flags(helm: Path):
     assert "--metrics-port=0" in _rendered_args(["metrics.enabled=false"])
 
 
+def test_shards_reach_the_operator_and_its_role(helm: Path):
+    assert not any(a.startswith("--shards") for a in _rendered_args([]))
+    assert "--shards=3" in _rendered_args(["shards=3", "replicas=4"])
+    (role,) = [
+        o
+        for o in helm_template(sets=["shards=3", "replicas=4"])
+        if o["kind"] == "Role" and o["metadata"]["name"].endswith("leader-election")
+    ]
+    assert {"get", "list", "update"} <= {v for r in role["rules"] if "resourceNames" not in r for v in r["verbs"]}
+    refused = [
+        (["shards=3", "replicas=2"], "replicas must be at least shards"),
+        (["shards=2", "leaderElection.enabled=false", "replicas=2"], "needs leaderElection"),
+    ]
+    for sets, why in refused:
+        with pytest.raises(AssertionError, match=why):
+            run([str(helm), "template", "x", str(CHART), *[f"--set={s}" for s in sets]])
+
+
 @pytest.mark.parametrize(
-    "bad", ["watchSecrets=sometimes", "logLevel=verbose", "image.digest=latest", "unknownKey=1", "metrics.port=0"]
+    "bad",
+    ["watchSecrets=sometimes", "shards=0", "logLevel=verbose", "image.digest=latest", "unknownKey=1", "metrics.port=0"],
 )
 def test_the_values_schema_refuses(helm: Path, bad: str):
     with pytest.raises(AssertionError, match="values don't meet the specifications of the schema"):

@@ -19,7 +19,8 @@ from clusterop_dev.testbed import Cluster
 from .deploytools import CHART, OPERATOR_NS, REPO, WATCHED_NS, apply, by_key, container, kustomize, relocate
 
 KUSTOMIZATIONS = [
-    *(f"deploy/{k}" for k in ("crd", "rbac", "manager", "all-namespaces", "namespaced", "default", "samples")),
+    *(f"deploy/{k}" for k in ("crd", "rbac", "manager", "all-namespaces", "namespaced", "default", "sharded")),
+    "deploy/samples",
     "deploy/simulator",
     "deploy/argocd/app",
     "hack/kind",
