@@ -90,6 +90,8 @@ class Config:
     #: the `operator/` folder of another checkout: its latency is measured too, in the same run
     baseline_src: Path | None = None
     quiet_seconds: float = 5.0  # the steady window starts after this long without an operator write
+    #: operator processes at each level (b)-(d); above 1 each runs with `--shards` this many
+    shards: int = 1
 
 
 # -- the bench --------------------------------------------------------------------------------------
@@ -97,6 +99,42 @@ class Config:
 
 def say(message: str) -> None:
     print(f"bench: {message}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class Fleet:
+    """The operator processes of one level: CPU and passes summed, RSS per process."""
+
+    ops: list[OperatorProcess]
+
+    @property
+    def pids(self) -> list[int]:
+        return [op.proc.pid for op in self.ops if op.proc is not None]
+
+    def cpu_each(self) -> list[float]:
+        return [proc_cpu_seconds(pid) for pid in self.pids]
+
+    def cpu_seconds(self) -> float:
+        return sum(self.cpu_each())
+
+    def rss_each(self, field: str) -> list[float]:
+        return [round(proc_status_kib(pid, field) / 1024, 1) for pid in self.pids]
+
+    def rss_mib(self, field: str) -> float:
+        return max(self.rss_each(field))
+
+    @property
+    def urls(self) -> list[str]:
+        return [str(op.metrics_url) for op in self.ops]  # type: ignore[attr-defined]
+
+    def scrape(self, prefix: str) -> float:
+        return sum((scrape(url, prefix) for url in self.urls), 0.0)
+
+    def passes_each(self) -> list[int]:
+        return [passes(url) for url in self.urls]
+
+    def passes(self) -> int:
+        return sum(self.passes_each())
 
 
 @dataclass
@@ -169,8 +207,25 @@ class Bench:
     @contextmanager
     def operator(self, tag: str, src: Path | None = None) -> Iterator[OperatorProcess]:
         """A fresh operator process; `src`: the `operator/` folder of another checkout to run instead."""
+        with self.fleet(tag, 1, src) as ops:
+            yield ops.ops[0]
+
+    @contextmanager
+    def fleet(self, tag: str, shards: int, src: Path | None = None) -> Iterator[Fleet]:
+        """`shards` operator processes (one, without --shards, when 1), each with its metrics port."""
+        ops: list[OperatorProcess] = []
+        try:
+            for i in range(shards):
+                extra = [] if shards == 1 else ["--shards", str(shards), "--leader-elect-lease-namespace", OPERATOR_NS]
+                ops.append(self._start_operator(tag if shards == 1 else f"{tag}-{i}", src, extra))
+            yield Fleet(ops)
+        finally:
+            for op in ops:
+                op.stop(timeout=20)
+
+    def _start_operator(self, tag: str, src: Path | None, extra: list[str]) -> OperatorProcess:
         port = free_port()
-        args = ["--metrics-port", str(port), "--metrics-addr", "127.0.0.1", *self.config.operator_args]
+        args = ["--metrics-port", str(port), "--metrics-addr", "127.0.0.1", *self.config.operator_args, *extra]
         if self.config.workers is not None:
             args += ["--workers", str(self.config.workers)]
         env = dict(self.config.operator_env)
@@ -190,10 +245,7 @@ class Bench:
             op.log_path.unlink()
         op.start()
         op.metrics_url = f"http://127.0.0.1:{port}/metrics"  # type: ignore[attr-defined]
-        try:
-            yield op
-        finally:
-            op.stop(timeout=20)
+        return op
 
     def wait_operator_up(self, op: OperatorProcess, ns: str) -> None:
         """A canary in its own namespace: the operator watches and reconciles once it is Ready."""
@@ -320,17 +372,16 @@ class Bench:
         audit = AuditLog(self.bed.audit_log, OPERATOR_USER) if self.bed.audit_log else None
         result: dict[str, Any] = {"clusters": n, "machines": 3 * n, "add_machines_seconds": round(machines_seconds, 2)}
         load0 = os.getloadavg()
-        with self.operator(f"scale-{n}") as op:
-            assert op.proc is not None
-            pid = op.proc.pid
-            self.wait_operator_up(op, ns)
+        with self.fleet(f"scale-{n}", cfg.shards) as ops:
+            if cfg.shards > 1:
+                self.wait_shards_held(cfg.shards)
+            self.wait_operator_up(ops.ops[0], ns)
             w = ReadyWatch(self.api, ns)
-            profiler = self.start_profiler(pid, n)
-            metrics_url: str = op.metrics_url  # type: ignore[attr-defined]
+            profiler = self.start_profiler(ops.pids[0], n)
             try:
-                passes0 = passes(metrics_url)
-                pass_time0 = scrape(metrics_url, "clusterop_reconcile_duration_seconds_sum")
-                cpu0 = proc_cpu_seconds(pid)
+                passes0 = ops.passes()
+                pass_time0 = ops.scrape("clusterop_reconcile_duration_seconds_sum")
+                cpu0 = ops.cpu_seconds()
                 if audit:
                     audit.mark()
                 say(f"scale {n}: applying {n} ManagerClusters from {cfg.apply_threads} threads")
@@ -341,9 +392,9 @@ class Bench:
                 self.stop_profiler(profiler, n)  # the formation only
                 profiler = None
                 t_ready = max(w.ready_at.values()) if w.ready_at else time.monotonic()
-                cpu1 = proc_cpu_seconds(pid)
-                passes1 = passes(metrics_url)
-                pass_time1 = scrape(metrics_url, "clusterop_reconcile_duration_seconds_sum")
+                cpu1 = ops.cpu_seconds()
+                passes1 = ops.passes()
+                pass_time1 = ops.scrape("clusterop_reconcile_duration_seconds_sum")
                 result.update(
                     forming_pass_seconds_mean=round((pass_time1 - pass_time0) / max(passes1 - passes0, 1), 3),
                     forming_passes_per_cluster=round((passes1 - passes0) / n, 1),
@@ -354,16 +405,20 @@ class Bench:
                     wall_seconds=round(t_ready - t0, 2),
                     forming_cpu_seconds=round(cpu1 - cpu0, 2),
                     forming_apiserver_writes=dict(audit.writes()) if audit else None,
-                    rss_peak_mib=round(proc_status_kib(pid, "VmHWM") / 1024, 1),
+                    rss_peak_mib=ops.rss_mib("VmHWM"),
                 )
                 say(
                     f"scale {n}: {result['ready_count']}/{n} Ready {result['ready_after_apply_seconds']}s after "
                     f"the apply ({result['apply_seconds']}s); peak RSS {result['rss_peak_mib']} MiB"
                 )
-                result["steady"] = self.steady(pid, n, audit, metrics_url)
-                result["rss_peak_mib"] = round(proc_status_kib(pid, "VmHWM") / 1024, 1)
-                result["rss_end_mib"] = round(proc_status_kib(pid, "VmRSS") / 1024, 1)
-                result["cpu_seconds_total"] = round(proc_cpu_seconds(pid), 2)
+                result["steady"] = self.steady(ops, n, audit)
+                result["rss_peak_mib"] = ops.rss_mib("VmHWM")
+                result["rss_end_mib"] = ops.rss_mib("VmRSS")
+                result["cpu_seconds_total"] = round(ops.cpu_seconds(), 2)
+                if cfg.shards > 1:  # the figures above are the largest process's RSS and the sums
+                    result["shards"] = cfg.shards
+                    result["rss_peak_mib_each"] = ops.rss_each("VmHWM")
+                    result["rss_end_mib_each"] = ops.rss_each("VmRSS")
                 result["load"] = {"start": load0, "end": os.getloadavg()}
             finally:
                 self.stop_profiler(profiler, n)
@@ -372,7 +427,7 @@ class Bench:
             self.delete_all(ns)
         return result
 
-    def steady(self, pid: int, n: int, audit: AuditLog | None, metrics_url: str) -> dict[str, Any]:
+    def steady(self, ops: Fleet, n: int, audit: AuditLog | None) -> dict[str, Any]:
         cfg = self.config
         window = cfg.steady_intervals * cfg.resync_seconds
         quiet_after = 0.0
@@ -389,10 +444,12 @@ class Bench:
         self.sim.reset_requests()
         if audit:
             audit.mark()
-        passes0, cpu0, t0 = passes(metrics_url), proc_cpu_seconds(pid), time.monotonic()
+        passes0, each0, t0 = ops.passes_each(), ops.cpu_each(), time.monotonic()
         time.sleep(window)
-        cpu1, t1 = proc_cpu_seconds(pid), time.monotonic()
-        done = passes(metrics_url) - passes0
+        each1, t1 = ops.cpu_each(), time.monotonic()
+        cpu0, cpu1 = sum(each0), sum(each1)
+        passes_each = [b - a for a, b in zip(passes0, ops.passes_each(), strict=True)]
+        done = sum(passes_each)
         log = self.sim.requests_log()
         every_write = audit.writes() if audit else Counter()
         writes = without_leases(every_write)  # the leader election's renewals are counted apart
@@ -419,7 +476,34 @@ class Bench:
             "gets_per_cluster_per_resync_by_clock": round(gets / n / resyncs, 3),
             "cpu_seconds": round(cpu1 - cpu0, 2),
             "cpu_share": round((cpu1 - cpu0) / (t1 - t0), 4),
+            **(
+                {
+                    "cpu_share_each": [round((b - a) / (t1 - t0), 4) for a, b in zip(each0, each1, strict=True)],
+                    "passes_each": passes_each,
+                }
+                if len(each0) > 1
+                else {}
+            ),
         }
+
+    def wait_shards_held(self, shards: int, timeout: float = 60.0) -> None:
+        """Every shard Lease held (each process holds one) before the level's apply."""
+        coordination = client.CoordinationV1Api(self.api)
+
+        def held() -> int:
+            count = 0
+            for i in range(shards):
+                with suppress(ApiException):
+                    name = f"cloudify-cluster-operator-{i}-of-{shards}"
+                    spec = coordination.read_namespaced_lease(name, OPERATOR_NS).spec
+                    count += bool(spec is not None and spec.holder_identity)
+            return count
+
+        deadline = time.monotonic() + timeout
+        while held() < shards:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the {shards} shard Leases were not all held after {timeout:.0f}s")
+            time.sleep(0.2)
 
     def start_profiler(self, pid: int, n: int) -> subprocess.Popen[bytes] | None:
         """py-spy on the operator while N clusters form (`--profile`): raw stacks and a summary."""
@@ -511,6 +595,7 @@ def run(config: Config, bed: TestBed | None = None) -> dict[str, Any]:
             "operator_args": list(config.operator_args),
             "operator_env": dict(config.operator_env),
             "operator_python": config.operator_python,
+            "shards": config.shards,
             "operator_has_kubernetes_client": has_module(config.operator_python, "kubernetes"),
         },
     }
@@ -563,6 +648,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     p.add_argument("--operator-arg", action="append", default=[], help="extra operator flag (repeatable)")
     p.add_argument("--operator-env", action="append", default=[], help="NAME=VALUE for the operator (repeatable)")
     p.add_argument("--operator-python", default=sys.executable, help="the operator's interpreter (default: this one)")
+    p.add_argument("--shards", type=int, default=1, help="operator processes per level, each with --shards this many")
     p.add_argument(
         "--long-stage",
         type=float,
@@ -594,6 +680,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         operator_python=a.operator_python,
         long_stage=a.long_stage,
         baseline_src=a.baseline_src,
+        shards=a.shards,
     )
 
 

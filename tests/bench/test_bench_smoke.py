@@ -58,3 +58,18 @@ def test_bench_smoke(testbed: Cluster, tmp_path: Path) -> None:
     table = render_table(saved)
     assert "4.0 CLI procedure" in table and "through the proxy" in table and "manager requests" in table
     assert "| 3 |" in table and "Targets" in table
+
+
+def test_bench_with_shards_runs_a_process_per_shard(testbed: Cluster, tmp_path: Path) -> None:
+    """`--shards 2`: two operator processes, each holding one shard, form and hold one level."""
+    if not isinstance(testbed, TestBed) or testbed.audit_log is None:
+        pytest.skip("the benchmark needs the local test bed with its audit log")
+    config = Config(levels=(6,), runs=0, resync_seconds=2.0, steady_intervals=2.0, out=tmp_path, plot=False, shards=2)
+    (level,) = run(config, bed=testbed)["scale"]
+    assert level["all_ready"] and level["shards"] == 2
+    assert len(level["rss_peak_mib_each"]) == 2 and min(level["rss_peak_mib_each"]) > 0
+    each = level["steady"]["cpu_share_each"]
+    assert len(each) == 2 and level["steady"]["cpu_share"] == pytest.approx(sum(each), abs=1e-3)
+    assert level["steady"]["apiserver_writes"] == 0 and level["steady"]["manager_writes"] == 0
+    # both processes reconciled their share (these 6 names fall 5 / 1 into the shards)
+    assert sorted(p > 0 for p in level["steady"]["passes_each"]) == [True, True]
