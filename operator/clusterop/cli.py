@@ -198,6 +198,9 @@ def main(argv: list[str] | None = None) -> int:
         """In kopf's loop, once kopf has started."""
         if args.metrics_port:
             metrics.serve(args.metrics_port, args.metrics_addr)
+
+    def watching() -> None:
+        """In kopf's loop, once kopf watches ManagerClusters."""
         if elector is not None:
             _start_election(elector, runtime, stop_flag, agent)
 
@@ -219,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
                 liveness=args.liveness or None,
             ),
             started=started,
+            watching=watching,
             stop_flag=stop_flag,
         )
     except KeyboardInterrupt:

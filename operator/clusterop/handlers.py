@@ -71,21 +71,27 @@ class Runtime:
         if old is not None:
             old.set()
 
-    async def next_change(self, timeout: float) -> None:
-        """Until the next pulse, or `timeout` seconds."""
+    async def next_change(self, timeout: float, stopped: Any = None) -> None:
+        """Until the next pulse, `stopped` (a kopf daemon's flag), or `timeout` seconds."""
         if self.changed is None:
             self.changed = asyncio.Event()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.changed.wait(), timeout=timeout)
+        waits = [asyncio.ensure_future(self.changed.wait())]
+        if stopped is not None:
+            waits.append(asyncio.ensure_future(stopped.wait()))
+        try:
+            await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
 
     async def wait_claimed(self, key: tuple[str, str], stopped: Any = None) -> bool:
         """Until this process claims the object (True) or `stopped` / the loop's end (False).
-        Claims change with a pulse. The timeout bounds a missed pulse; kopf cancels a stopped
-        daemon after 3 s, so it is long: 10,000 waiting loops wake 10,000 / timeout times a second."""
+        Claims change with a pulse. The timeout only bounds a missed pulse, so it is long: 10,000
+        waiting loops wake 10,000 / timeout times a second."""
         while not self.claims(key):
             if stopped is not None and stopped:
                 return False
-            await self.next_change(timeout=30.0)
+            await self.next_change(timeout=30.0, stopped=stopped)
         return True
 
 
@@ -401,9 +407,11 @@ def run(
     runtime: Runtime,
     options: RunOptions,
     started: Callable[[], None] = lambda: None,
+    watching: Callable[[], None] = lambda: None,
     stop_flag: asyncio.Event | None = None,
 ) -> None:
-    """Run kopf until it stops; `started` runs in kopf's loop once kopf watches ManagerClusters."""
+    """Run kopf until it stops. In kopf's loop: `started` when kopf starts (an exception stops
+    it), `watching` once kopf watches ManagerClusters (the election)."""
     insights = Insights()  # what kopf's scans found: until_watched reads it
     kopf.run(
         clusterwide=not options.namespaces,
@@ -412,7 +420,7 @@ def run(
         peering_name=options.peering,
         priority=options.priority,
         liveness_endpoint=options.liveness,
-        memo=kopf.Memo(runtime=runtime, options=options, started=started, insights=insights),
+        memo=kopf.Memo(runtime=runtime, options=options, started=started, watching=watching, insights=insights),
         stop_flag=stop_flag,
         insights=insights,
     )
@@ -444,20 +452,21 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         settings.peering.lifetime = options.peering_lifetime
         settings.peering.clusterwide = not options.namespaces
         settings.peering.mandatory = True
+    memo.started()  # the metrics server: a port in use fails the start-up, loudly
     # kopf scans the apiserver's resources once, right after this handler: wait until the
     # apiserver serves what that scan needs, then (in a task, as the scan starts only after this
-    # handler) until kopf watches ManagerClusters. The election starts only then (memo.started),
+    # handler) until kopf watches ManagerClusters. The election starts only then (memo.watching),
     # so no process leads while it serves nothing.
     await until_served(memo.runtime.kube)
-    memo.watched = asyncio.create_task(_started_when_watched(memo, settings), name="until watched")
+    memo.watched = asyncio.create_task(_when_watched(memo, settings), name="until watched")
 
 
-async def _started_when_watched(memo: kopf.Memo, settings: kopf.OperatorSettings) -> None:
+async def _when_watched(memo: kopf.Memo, settings: kopf.OperatorSettings) -> None:
     await until_watched(memo.insights, memo.runtime.kube, functools.partial(_rescan, memo.insights, settings))
     try:
-        memo.started()
+        memo.watching()
     except Exception:  # in a task: said here, or nowhere
-        log.exception("Starting the metrics server or the election failed")
+        log.exception("Starting the election failed")
         raise
 
 

@@ -116,3 +116,35 @@ def test_a_loop_waiting_for_its_claim_wakes_on_the_pulse() -> None:
 
     assert asyncio.run(main()) < 1.0  # woken by the pulse, not by its 30 s timeout
     assert Runtime(reconciler=None, kube=None, passes=None).claims(key)  # type: ignore[arg-type]
+
+
+def test_a_loop_waiting_for_its_claim_ends_at_once_when_its_daemon_is_stopped() -> None:
+    """kopf stops an object's daemon on deletion: a loop waiting for its claim ends then, not at
+    its 30 s timeout, nor by kopf's cancellation 3 s later ("cancelled. Will escalate")."""
+    from typing import cast
+
+    from clusterop.handlers import Runtime
+
+    class Stopped:
+        def __init__(self) -> None:
+            self.event = asyncio.Event()
+
+        def __bool__(self) -> bool:
+            return self.event.is_set()
+
+        def wait(self) -> Any:
+            return self.event.wait()
+
+    runtime = Runtime(reconciler=None, kube=None, passes=None, elector=cast(Any, Claims()))  # type: ignore[arg-type]
+
+    async def main() -> tuple[bool, float]:
+        loop = asyncio.get_running_loop()
+        stopped = Stopped()
+        waiter = asyncio.create_task(runtime.wait_claimed(("ns", "mc"), stopped))
+        await asyncio.sleep(0.05)
+        started = loop.time()
+        stopped.event.set()
+        return await asyncio.wait_for(waiter, timeout=5), loop.time() - started
+
+    claimed, took = asyncio.run(main())
+    assert claimed is False and took < 1.0
