@@ -55,7 +55,7 @@ from clusterop_dev.benchkit.readywatch import ReadyWatch
 from clusterop_dev.benchkit.report import plot, render_table, spread, targets
 from clusterop_dev.harness import GROUP, PLURAL, REPO, VERSION, OperatorProcess, apply_crd, manager_cluster, node_specs
 from clusterop_dev.testbed import DEFAULT_AUDIT_RESOURCES, TestBed
-from clusterop_dev.testkit import free_port
+from clusterop_dev.testkit import free_ports
 
 __all__ = ["Config", "main", "render_table", "run"]
 
@@ -185,14 +185,20 @@ class Bench:
                 pass
 
     def delete_all(self, ns: str, timeout: float = 300.0) -> None:
-        """Delete the namespace's ManagerClusters (Orphan) while the operator runs, so it lets go."""
-        try:
-            self.custom.delete_collection_namespaced_custom_object(GROUP, VERSION, ns, PLURAL)
-        except ApiException as e:
-            if e.status != 504:  # 3,000 at once outlasted the apiserver's timeout; it goes on deleting
-                raise
-            say(f"deleting the ManagerClusters of {ns}: the apiserver timed out (504); waiting for them to go")
+        """Delete the namespace's ManagerClusters (Orphan) while the operator runs, so it lets go.
+        A collection of 3,000 outlasts the apiserver's request timeout (504), and the apiserver
+        stops deleting with it: the call is made again until none is left undeleted."""
         deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.custom.delete_collection_namespaced_custom_object(GROUP, VERSION, ns, PLURAL)
+            except ApiException as e:
+                if e.status != 504:
+                    raise
+                say(f"deleting the ManagerClusters of {ns}: the apiserver timed out (504); deleting the rest")
+                if time.monotonic() < deadline:
+                    continue
+            break
         while cast(dict[str, Any], self.custom.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, limit=1))[
             "items"
         ]:
@@ -215,16 +221,15 @@ class Bench:
         """`shards` operator processes (one, without --shards, when 1), each with its metrics port."""
         ops: list[OperatorProcess] = []
         try:
-            for i in range(shards):
+            for i, port in enumerate(free_ports(shards)):  # distinct: free_port twice may repeat
                 extra = [] if shards == 1 else ["--shards", str(shards), "--leader-elect-lease-namespace", OPERATOR_NS]
-                ops.append(self._start_operator(tag if shards == 1 else f"{tag}-{i}", src, extra))
+                ops.append(self._start_operator(tag if shards == 1 else f"{tag}-{i}", src, extra, port))
             yield Fleet(ops)
         finally:
             for op in ops:
                 op.stop(timeout=20)
 
-    def _start_operator(self, tag: str, src: Path | None, extra: list[str]) -> OperatorProcess:
-        port = free_port()
+    def _start_operator(self, tag: str, src: Path | None, extra: list[str], port: int) -> OperatorProcess:
         args = ["--metrics-port", str(port), "--metrics-addr", "127.0.0.1", *self.config.operator_args, *extra]
         if self.config.workers is not None:
             args += ["--workers", str(self.config.workers)]

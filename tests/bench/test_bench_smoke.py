@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from clusterop_dev.bench import Config, render_table, run
+from clusterop_dev.benchkit import growth
 from clusterop_dev.testbed import Cluster, TestBed
 
 pytestmark = [pytest.mark.bench, pytest.mark.e2e]
@@ -54,6 +55,12 @@ def test_bench_smoke(testbed: Cluster, tmp_path: Path) -> None:
         # a steady cluster writes nothing, to the apiserver or to its managers
         assert steady["apiserver_writes"] == 0, steady["apiserver_writes_by_kind"]
         assert steady["manager_writes"] == 0, steady["manager_requests_by_path"]
+
+    # the growth plot across runs reads the same file
+    assert growth.main([str(tmp_path / "growth.png"), str(tmp_path / "bench.json")]) == 0
+    assert (tmp_path / "growth.png").stat().st_size > 0
+    merged = growth.levels([tmp_path / "bench.json"])
+    assert [(lv["clusters"], lv.get("shards", 1)) for lv in merged] == [(2, 1), (3, 1)]
 
     table = render_table(saved)
     assert "4.0 CLI procedure" in table and "through the proxy" in table and "manager requests" in table
