@@ -135,7 +135,8 @@ class Shards(Campaign):
         if self.held is None:
             for i in self.order:
                 if self.electors[i].try_acquire_or_renew():
-                    self.held, self._listed = i, float("-inf")  # listed only after this
+                    self._listed = float("-inf")  # listed only after this; before `held` (read by the loop)
+                    self.held = i
                     log.info("Holding shard %d of %d identity=%s", i, self.count, self.config.identity)
                     break
         if self.held is not None:

@@ -184,3 +184,16 @@ def test_a_listing_made_for_another_shard_does_not_count_for_a_new_one() -> None
     assert a.held == 0
     key = next(k for k in NAMES if shard_of(*k, 2) == 0)
     assert a.claims(*key) and not a.owns(*key)  # the listing of 2 s ago was made while holding shard 1
+
+
+def test_the_command_line_implies_leader_election_and_checks_the_index(capsys: pytest.CaptureFixture[str]) -> None:
+    from clusterop.cli import parse_args
+
+    args = parse_args(["--all-namespaces", "--shards", "3", "--shard-index", "2"])
+    assert args.leader_elect and args.shards == 3 and args.shard_index == 2
+    assert not parse_args(["--all-namespaces"]).leader_elect
+    refused = [(["--shards", "2", "--shard-index", "2"], "not below --shards 2"), (["--shards", "0"], "at least 1")]
+    for bad, why in refused:
+        with pytest.raises(SystemExit):
+            parse_args(["--all-namespaces", *bad])
+        assert why in capsys.readouterr().err
