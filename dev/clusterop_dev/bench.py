@@ -425,6 +425,8 @@ class Bench:
                     result["rss_peak_mib_each"] = ops.rss_each("VmHWM")
                     result["rss_end_mib_each"] = ops.rss_each("VmRSS")
                 result["load"] = {"start": load0, "end": os.getloadavg()}
+                # before the deletion, which takes minutes at 10,000: the level's figures are kept
+                (cfg.out / f"level-{n}.json").write_text(json.dumps(result, indent=2) + "\n")
             finally:
                 self.stop_profiler(profiler, n)
                 w.close()

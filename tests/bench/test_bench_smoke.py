@@ -44,6 +44,8 @@ def test_bench_smoke(testbed: Cluster, tmp_path: Path) -> None:
     assert long["manager_requests"] > 3 and len(latency["load"]["start"]) == 3
 
     assert [lv["clusters"] for lv in saved["scale"]] == [2, 3]
+    # each level's figures are also kept on their own, written before its deletion
+    assert json.loads((tmp_path / "level-3.json").read_text())["steady"] == saved["scale"][1]["steady"]
     for lv in saved["scale"]:
         assert lv["all_ready"] and lv["ready_count"] == lv["clusters"]
         assert lv["rss_peak_mib"] > 0 and lv["forming_cpu_seconds"] > 0
