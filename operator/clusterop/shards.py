@@ -87,16 +87,8 @@ class Shards(Campaign):
     # -- the fence ----------------------------------------------------------------------------
 
     @property
-    def leading(self) -> bool:
-        return self.held is not None and self.electors[self.held].leading
-
-    @property
     def term(self) -> int:
         return self.electors[self.held].term if self.held is not None else -1
-
-    @property
-    def renewals(self) -> int:
-        return sum(e.renewals for e in self.electors)
 
     def holds(self) -> bool:
         """Holds a shard Lease with margin, and has listed the others since and lately."""
