@@ -43,6 +43,7 @@ class Result:
     events: tuple[Event, ...] = ()
     written: dict[str, Any] | None = None  # status as the intent write left it
     resource_version: str | None = None  # of the object after the intent write
+    body: dict[str, Any] | None = None  # the object as the intent write left it
     failed: bool = False  # the manager answered with an error, or did not answer
 
 
@@ -83,18 +84,20 @@ class Executor:
         failpoints.hit("before-write")
         if not self.fence(ns, name):  # paused or cut off after the intent: the intent stays, nothing is sent
             held = self._held(Held.NOT_LEADER, memory, ns, name, action)
-            return replace(held, written=written, resource_version=version)
+            return replace(held, written=written, resource_version=version, body=after)
         try:
             event = self._send(action, spec, endpoints, conn, key)
         except errors.ManagerError as e:
             # The request may have landed: the intent stays, the next observation settles it.
             reason = Reason.CONFIG_FAILED if target is None else target.op.failed
             failed = Event("Warning", str(reason), f"{action.describe()}: {e}")
-            return Result(memory, sent=True, events=(failed,), written=written, resource_version=version, failed=True)
+            return Result(
+                memory, sent=True, events=(failed,), written=written, resource_version=version, body=after, failed=True
+            )
         failpoints.hit("after-write")
         if isinstance(action, Configure):
             memory = replace(memory, applied_config_hash=spec.config_hash)
-        return Result(memory, sent=True, events=(event,), written=written, resource_version=version)
+        return Result(memory, sent=True, events=(event,), written=written, resource_version=version, body=after)
 
     def _pending(self, action: Write, memory: Memory, endpoints: dict[str, str]) -> Pending | None:
         now = self.clock()

@@ -235,7 +235,7 @@ async def _run_pass(
             runtime.passes, functools.partial(runtime.reconciler.run, snapshot, state, deleting=deleting)
         )
         if outcome.base_status is not None:
-            state.wrote(outcome.base_status, outcome.resource_version)
+            state.wrote(outcome.base_status, outcome.resource_version, outcome.base_body)
         if outcome.status_patch:
             written = await loop.run_in_executor(
                 runtime.passes,
@@ -245,7 +245,9 @@ async def _run_pass(
                 outcome.status_patch,
                 outcome.resource_version,
             )
-            state.wrote(written.get("status") or {}, str(written["metadata"].get("resourceVersion") or "") or None)
+            state.wrote(
+                written.get("status") or {}, str(written["metadata"].get("resourceVersion") or "") or None, written
+            )
         if state.problems_seen is not None:  # the pass's status landed: its Events are posted below
             state.last_problems, state.problems_seen = state.problems_seen, None
     except errors.KubeNotFound:
@@ -305,7 +307,10 @@ async def wake_on_change(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         return
     state: ObjectState | None = memo.get("state")
     version = body.metadata.get("resourceVersion")
-    if state is None or state.last_status is None or version == state.resource_version:
+    if state is None or state.last_status is None:
+        return
+    if version == state.resource_version:
+        state.caught_up(version)  # the last write's body, kept for the next pass, is not needed now
         return
     theirs = body.get("status") or {}
     if state.is_own(version, theirs):  # one of our writes, delivered late (the watch lags under load)

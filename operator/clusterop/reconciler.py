@@ -54,6 +54,7 @@ class Outcome:
     ready: bool = False
     members_online: int = 0
     base_status: dict[str, Any] | None = None  # status as a write inside the pass left it
+    base_body: dict[str, Any] | None = None  # the object as that write left it
     #: the object's resourceVersion the status patch is based on (its compare-and-swap)
     resource_version: str | None = None
     #: deletion (RemoveNodes): why nothing is left to do, None while something is
@@ -77,11 +78,29 @@ class ObjectState:
     #: not someone else changing status and needs no pass. Fingerprints, not copies: 1,000
     #: objects x 8 statuses would be ~10 MiB.
     own_writes: deque[tuple[str | None, str]] = field(default_factory=lambda: deque(maxlen=8))
+    #: the object as this process's last status write left it (the apiserver's answer), kept
+    #: until the watch shows that version: the next pass plans from it instead of reading the
+    #: object again while the watch lags behind this process's own writes
+    last_body: Mapping[str, Any] | None = None
+    #: the versions this process's own writes replaced, and those writes' own: a watch copy at
+    #: one of them is behind `last_body`, not ahead of it (no one else wrote since, as far as
+    #: the watch knows; each write is a compare-and-swap, so one that did is refused)
+    superseded: deque[str] = field(default_factory=lambda: deque(maxlen=16))
 
-    def wrote(self, written_status: Mapping[str, Any], resource_version: str | None) -> None:
-        """A status write of this process landed at `resource_version`."""
+    def wrote(
+        self, written_status: Mapping[str, Any], resource_version: str | None, body: Mapping[str, Any] | None = None
+    ) -> None:
+        """A status write of this process landed at `resource_version` (`body`: the object after it)."""
+        if self.resource_version is not None:
+            self.superseded.append(self.resource_version)
         self.last_status, self.resource_version = dict(written_status), resource_version
         self.own_writes.append((resource_version, status.fingerprint(written_status)))
+        self.last_body = body if resource_version is not None else None
+
+    def caught_up(self, resource_version: str | None) -> None:
+        """The watch shows `resource_version`: the last write's body is no longer needed."""
+        if resource_version is not None and resource_version == self.resource_version:
+            self.last_body = None
 
     def is_own(self, resource_version: str | None, seen_status: Mapping[str, Any]) -> bool:
         """Whether a watch event shows one of this process's own writes (or its status)."""
@@ -93,6 +112,8 @@ class ObjectState:
     def forget(self) -> None:
         """Read the object again before the next pass (a write conflicted, or leadership changed)."""
         self.last_status, self.resource_version, self.steady_key, self.problems_seen = None, None, None, None
+        self.last_body = None
+        self.superseded.clear()
 
 
 @dataclass(frozen=True)
@@ -110,6 +131,7 @@ class _Step:
     events: tuple[Event, ...] = ()
     written: dict[str, Any] | None = None
     resource_version: str | None = None
+    body: dict[str, Any] | None = None
     held: bool = False
 
 
@@ -188,6 +210,7 @@ class Reconciler:
             ready=ready,
             members_online=sum(1 for n in desired["nodes"] if n["online"]),
             base_status=written,
+            base_body=step.body if written is not None else None,
             resource_version=step.resource_version or version,
             finished=planner.deletion_finished(seen, step.memory.pending) if deleting else None,
         )
@@ -210,11 +233,23 @@ class Reconciler:
         The watch's copy is used when it is at the version this loop last read or wrote; else
         (our own write not yet seen by the watch, or someone else changed the object) the
         object is read from the apiserver. Planning from the live status, not from what this
-        loop last wrote, is what makes an edited or cleared status heal."""
+        loop last wrote, is what makes an edited or cleared status heal.
+
+        When the watch's copy is at a version this loop's own writes replaced, the watch lags
+        behind them: the object as the last write left it (the apiserver's answer) is newer than
+        the watch's and is used instead of a GET (10% of the operator's CPU while 1,000 clusters
+        formed). Someone else's change the watch has not shown yet is not seen either way
+        without a GET; the pass's writes are compare-and-swaps on this version, so a plan made
+        from it before such a change is refused, never sent."""
         seen_version = str((body.get("metadata") or {}).get("resourceVersion") or "")
         if state.resource_version is not None and seen_version == state.resource_version:
             state.last_status = dict(body.get("status") or {})
+            state.last_body = None
             return body
+        mine = state.last_body
+        if mine is not None and seen_version in state.superseded:
+            state.last_status = dict(mine.get("status") or {})
+            return mine
         fresh = self.kube.cluster(*cluster)
         state.last_status = dict(fresh.get("status") or {})
         state.resource_version = str(fresh["metadata"].get("resourceVersion") or "") or None
@@ -269,6 +304,7 @@ class Reconciler:
             events=result.events,
             written=result.written,
             resource_version=result.resource_version,
+            body=result.body,
         )
 
     def _pace(

@@ -198,3 +198,83 @@ def test_forget_lets_go_of_the_clusters_ca_file(rig: Callable[..., Rig]) -> None
     r.rec.forget(r.key)
     assert not os.path.exists(path)
     r.rec.close()
+
+
+def _drive_behind(r: Rig, watch_copy: dict[str, Any]) -> Outcome:
+    """One pass as handlers._run_pass makes it, fed a watch copy that lags behind every write."""
+    state = r.state
+    outcome = r.rec.run(watch_copy, state)
+    if outcome.base_status is not None:
+        state.wrote(outcome.base_status, outcome.resource_version, outcome.base_body)
+    if outcome.status_patch:
+        written = r.kube.patch_status(*r.key, outcome.status_patch, outcome.resource_version)
+        state.wrote(written["status"], written["metadata"]["resourceVersion"], written)
+    return outcome
+
+
+def _count_gets(r: Rig, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    gets: list[int] = []
+    real = r.kube.cluster
+    monkeypatch.setattr(r.rec.kube, "cluster", lambda *key: (gets.append(1), real(*key))[1])
+    return gets
+
+
+def _status(r: Rig) -> dict[str, Any]:
+    """The object's status in the fake apiserver, without counting as a GET."""
+    return dict(r.kube.objects[("mgrc", *r.key)]["status"])
+
+
+def test_a_watch_behind_the_loops_own_writes_costs_no_get_and_no_second_bootstrap(
+    rig: Callable[..., Rig], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under load the watch shows a loop's own status writes late. The next pass plans from the
+    object as its last write left it (the apiserver's answer), not from the older watch copy
+    and not from a GET of the object (10% of the CPU at 1,000 clusters forming)."""
+    r = rig(3)
+    stale = r.kube.cluster(*r.key)  # the watch never catches up in this test
+    r.state.resource_version = stale["metadata"]["resourceVersion"]  # as if the first pass read it
+    gets = _count_gets(r, monkeypatch)
+    for _ in range(400):
+        _drive_behind(r, stale)
+        if _status(r).get("phase") == "Ready":
+            break
+        time.sleep(0.05)
+    assert _status(r).get("phase") == "Ready"
+    assert gets == []
+    assert [m for _, m in r.manager_writes()] == ["PUT", "PUT", "PUT"]  # one bootstrap, two joins
+
+
+def test_a_change_by_someone_else_behind_a_lagging_watch_is_refused_then_read(
+    rig: Callable[..., Rig], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Planning from the last write's answer misses a change the watch has not shown yet, as
+    planning from the watch copy would: the next write is a compare-and-swap on that version, so
+    it is refused (nothing sent), and the pass after reads the object."""
+    r = rig(3)
+    stale = r.kube.cluster(*r.key)
+    r.state.resource_version = stale["metadata"]["resourceVersion"]
+    _drive_behind(r, stale)  # the bootstrap's intent and its PUT
+    assert [m for _, m in r.manager_writes()] == ["PUT"]
+    r.kube.patch_status(*r.key, {"phase": "Bootstrapping", "observedGeneration": 1})  # someone else
+    gets = _count_gets(r, monkeypatch)
+    time.sleep(0.2)  # the bootstrap is over: the next pass would write the first join's intent
+    _drive_behind(r, stale)
+    assert [m for _, m in r.manager_writes()] == ["PUT"] and gets == []  # refused: nothing sent
+    _drive_behind(r, stale)
+    assert gets == [1]  # read afresh after the refusal
+
+
+def test_a_watch_copy_ahead_of_the_loops_last_write_is_read_afresh(
+    rig: Callable[..., Rig], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A watch copy at a version the loop's writes did not replace is someone else's change:
+    the last write's answer is older than it, so the pass reads the object."""
+    r = rig(3)
+    stale = r.kube.cluster(*r.key)
+    r.state.resource_version = stale["metadata"]["resourceVersion"]
+    _drive_behind(r, stale)
+    r.kube.patch_status(*r.key, {"phase": "Bootstrapping", "observedGeneration": 1})  # someone else
+    ahead = r.kube.cluster(*r.key)  # the watch shows that change
+    gets = _count_gets(r, monkeypatch)
+    _drive_behind(r, ahead)
+    assert gets == [1]
