@@ -451,9 +451,11 @@ class Bench:
         self.sim.reset_requests()
         if audit:
             audit.mark()
+        profiler = self.start_profiler(ops.pids[0], f"{n}-steady")  # --profile: the window too
         passes0, each0, t0 = ops.passes_each(), ops.cpu_each(), time.monotonic()
         time.sleep(window)
         each1, t1 = ops.cpu_each(), time.monotonic()
+        self.stop_profiler(profiler, f"{n}-steady")
         cpu0, cpu1 = sum(each0), sum(each1)
         passes_each = [b - a for a, b in zip(passes0, ops.passes_each(), strict=True)]
         done = sum(passes_each)
@@ -512,8 +514,9 @@ class Bench:
                 raise RuntimeError(f"the {shards} shard Leases were not all held after {timeout:.0f}s")
             time.sleep(0.2)
 
-    def start_profiler(self, pid: int, n: int) -> subprocess.Popen[bytes] | None:
-        """py-spy on the operator while N clusters form (`--profile`): raw stacks and a summary."""
+    def start_profiler(self, pid: int, n: int | str) -> subprocess.Popen[bytes] | None:
+        """py-spy on the operator while N clusters form, and in their steady window (`--profile`,
+        files profile-N.txt and profile-N-steady.txt): raw stacks and a summary."""
         if not self.config.profile:
             return None
         pyspy = Path(sys.executable).parent / "py-spy"
@@ -528,7 +531,7 @@ class Bench:
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
 
-    def stop_profiler(self, proc: subprocess.Popen[bytes] | None, n: int) -> None:
+    def stop_profiler(self, proc: subprocess.Popen[bytes] | None, n: int | str) -> None:
         if proc is None:
             return
         if proc.poll() is None:
