@@ -163,6 +163,8 @@ async def reconcile_loop(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonS
     lock = memo.lock = asyncio.Lock()  # orders a deletion's pass after any pass in flight
     refs: set[tuple[str, str]] = set()
     await _until_finalized(body, memo, stopped)
+    if _finalized(body):  # the watch's copy carries kopf's patch: the first pass plans from it, no GET
+        state.resource_version = str(body.metadata.get("resourceVersion") or "") or None
     try:
         while not stopped and not body.metadata.get("deletionTimestamp"):
             if not runtime.claims(key):

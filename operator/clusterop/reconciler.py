@@ -253,6 +253,10 @@ class Reconciler:
         fresh = self.kube.cluster(*cluster)
         state.last_status = dict(fresh.get("status") or {})
         state.resource_version = str(fresh["metadata"].get("resourceVersion") or "") or None
+        if seen_version and seen_version != state.resource_version:
+            # what the watch showed before this read is older: until it shows more, plan from this
+            state.superseded.append(seen_version)
+            state.last_body = fresh
         return fresh
 
     def _unchanged(self, state: ObjectState, seen: Observed) -> Outcome:
