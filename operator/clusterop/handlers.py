@@ -180,6 +180,7 @@ async def reconcile_loop(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonS
             started = time.monotonic()
             async with lock:
                 delay = await _one_pass(runtime, loop, body, state, key)
+            recheck(body, memo)
             metrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
             runtime.last_pass[key] = time.monotonic()
             try:
@@ -307,17 +308,33 @@ async def wake_on_change(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         memo.signature = signature
         memo.wake.set()
         return
-    state: ObjectState | None = memo.get("state")
+    lock: asyncio.Lock | None = memo.get("lock")
+    if lock is not None and lock.locked():
+        # A pass is in flight: this may be its own intent write, which it has not recorded yet
+        # (an extra pass per stage at 1,000 clusters). Decided when the pass is over (recheck).
+        memo.recheck = True
+        return
+    if _changed_by_others(body, memo.get("state")):
+        memo.wake.set()
+
+
+def _changed_by_others(body: kopf.Body, state: ObjectState | None) -> bool:
+    """Whether the watch's copy shows a status someone else wrote (not one of this process's)."""
     version = body.metadata.get("resourceVersion")
     if state is None or state.last_status is None:
-        return
+        return False
     if version == state.resource_version:
         state.caught_up(version)  # the last write's body, kept for the next pass, is not needed now
-        return
+        return False
     theirs = body.get("status") or {}
     if state.is_own(version, theirs):  # one of our writes, delivered late (the watch lags under load)
-        return
-    if status.owned(state.last_status) != status.owned(theirs):
+        return False
+    return status.owned(state.last_status) != status.owned(theirs)
+
+
+def recheck(body: kopf.Body, memo: kopf.Memo) -> None:
+    """After a pass: the watch events that came during it, judged now that its writes are known."""
+    if memo.pop("recheck", False) and _changed_by_others(body, memo.get("state")):
         memo.wake.set()
 
 

@@ -7,6 +7,7 @@ CRD's schema and CEL rules catch the same mistakes earlier, at `kubectl apply` t
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 import ipaddress
 import json
@@ -163,10 +164,6 @@ class ClusterSpec:
     generation: int
     policies: frozenset[Policy] = frozenset(Policy)  # the writes managementPolicies allow (after Crossplane's)
 
-    @property
-    def names(self) -> frozenset[str]:
-        return frozenset(n.name for n in self.nodes)
-
     def node(self, name: str) -> NodeSpec | None:
         return next((n for n in self.nodes if n.name == name), None)
 
@@ -175,9 +172,13 @@ class ClusterSpec:
         value: dict[str, Any] = json.loads(self.config_json)
         return value
 
-    @property
+    @functools.cached_property
     def config_hash(self) -> str:
         return config_hash(self.config_json)
+
+    @functools.cached_property
+    def names(self) -> frozenset[str]:
+        return frozenset(n.name for n in self.nodes)
 
     @staticmethod
     def parse(body: Mapping[str, Any]) -> ClusterSpec:

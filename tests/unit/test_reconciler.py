@@ -294,3 +294,24 @@ def test_a_watch_copy_older_than_a_read_is_not_read_again(
     for _ in range(3):
         _drive_behind(r, stale)
     assert gets == [1] and len(r.kube.writes) == writes  # one read; the Ready cluster needs no write
+
+
+def test_a_steady_pass_does_not_parse_the_spec_again(rig: Callable[..., Rig], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The spec is parsed once per resourceVersion of the object; a change of it is parsed."""
+    from clusterop import reconciler
+
+    r = rig(3)
+    r.until(phase("Ready"))
+    r.drive()  # at the version the Ready status write made
+    parses: list[int] = []
+    real = reconciler.ClusterSpec.parse
+    monkeypatch.setattr(reconciler.ClusterSpec, "parse", staticmethod(lambda body: (parses.append(1), real(body))[1]))
+    for _ in range(3):
+        r.drive()
+    assert parses == []
+    obj = r.kube.objects[("mgrc", *r.key)]
+    obj["spec"]["config"] = {"rest_port": 8080}
+    obj["metadata"]["generation"] = 2
+    r.kube._bump(obj)
+    r.drive()
+    assert parses == [1]
