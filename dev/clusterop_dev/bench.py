@@ -34,12 +34,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
+from urllib.parse import urlsplit
 
 from kubernetes import client
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
-from cloudify_manager_sim.harness import SimulatorProcess
 from clusterop_dev.benchkit.audit import AuditLog
 from clusterop_dev.benchkit.procfs import (
     has_module,
@@ -53,6 +53,7 @@ from clusterop_dev.benchkit.profile import summarise
 from clusterop_dev.benchkit.proxy import CountingProxy
 from clusterop_dev.benchkit.readywatch import ReadyWatch
 from clusterop_dev.benchkit.report import plot, render_table, spread, targets
+from clusterop_dev.benchkit.simfleet import SimFleet
 from clusterop_dev.harness import GROUP, PLURAL, REPO, VERSION, OperatorProcess, apply_crd, manager_cluster, node_specs
 from clusterop_dev.testbed import DEFAULT_AUDIT_RESOURCES, TestBed
 from clusterop_dev.testkit import free_ports
@@ -92,6 +93,8 @@ class Config:
     quiet_seconds: float = 5.0  # the steady window starts after this long without an operator write
     #: operator processes at each level (b)-(d); above 1 each runs with `--shards` this many
     shards: int = 1
+    simulators: int = 1  # simulator processes, one loopback address each (benchkit.simfleet)
+    machine_batch: int = 249  # machines per control call: whole clusters (a multiple of 3)
 
 
 # -- the bench --------------------------------------------------------------------------------------
@@ -141,7 +144,7 @@ class Fleet:
 class Bench:
     config: Config
     bed: TestBed
-    sim: SimulatorProcess
+    sim: SimFleet
     api: ApiClient
     operator_kubeconfig: Path
     results: dict[str, Any] = field(default_factory=dict)
@@ -368,7 +371,8 @@ class Bench:
         t = time.monotonic()
         machines: list[dict[str, Any]] = []
         while len(machines) < 3 * n:  # in batches: 9,000 (even 1,000) in one control call outlasted its timeout
-            machines += self.sim.add_machines(min(250, 3 * n - len(machines)))
+            # a batch is whole clusters: with several simulators, each batch goes to the next one
+            machines += self.sim.add_machines(min(cfg.machine_batch, 3 * n - len(machines)))
         machines_seconds = time.monotonic() - t
         self.secret(ns, "manager-admin", {"username": "admin", "password": "admin"})
         names = [f"mc-{i:04d}" for i in range(n)]
@@ -376,6 +380,7 @@ class Bench:
         bodies = [self.cluster_body(name, machines[3 * i : 3 * i + 3], f"{name}-key") for i, name in enumerate(names)]
         audit = AuditLog(self.bed.audit_log, OPERATOR_USER) if self.bed.audit_log else None
         result: dict[str, Any] = {"clusters": n, "machines": 3 * n, "add_machines_seconds": round(machines_seconds, 2)}
+        result["machines_by_address"] = dict(Counter(str(urlsplit(m["endpoint"]).hostname) for m in machines))
         load0 = os.getloadavg()
         with self.fleet(f"scale-{n}", cfg.shards) as ops:
             if cfg.shards > 1:
@@ -606,6 +611,7 @@ def run(config: Config, bed: TestBed | None = None) -> dict[str, Any]:
             "operator_env": dict(config.operator_env),
             "operator_python": config.operator_python,
             "shards": config.shards,
+            "simulators": config.simulators,
             "operator_has_kubernetes_client": has_module(config.operator_python, "kubernetes"),
         },
     }
@@ -614,7 +620,7 @@ def run(config: Config, bed: TestBed | None = None) -> dict[str, Any]:
             apply_crd(api)
             kubeconfig = setup_operator_identity(bed, api, config.out)
             t = time.monotonic()
-            with SimulatorProcess(machines=0, start_delay=0, join_delay=0, failover_delay=3.0) as sim:
+            with SimFleet(config.simulators, machines=0, start_delay=0, join_delay=0, failover_delay=3.0) as sim:
                 results["simulator_start_seconds"] = round(time.monotonic() - t, 2)
                 bench = Bench(config, bed, sim, api, kubeconfig, results)
                 if config.runs > 0:
@@ -625,7 +631,7 @@ def run(config: Config, bed: TestBed | None = None) -> dict[str, Any]:
                 for n in config.levels:
                     results["scale"].append(bench.level(n))
                     write(results, config)  # keep what is done if a later level fails
-                results["simulator_rss_mib"] = round(proc_status_kib(sim.proc.pid, "VmRSS") / 1024, 1)
+                results["simulator_rss_mib"] = round(sum(proc_status_kib(p, "VmRSS") for p in sim.pids) / 1024, 1)
         results["targets"] = targets(results)
         write(results, config)
     finally:
@@ -660,6 +666,12 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     p.add_argument("--operator-python", default=sys.executable, help="the operator's interpreter (default: this one)")
     p.add_argument("--shards", type=int, default=1, help="operator processes per level, each with --shards this many")
     p.add_argument(
+        "--simulators",
+        type=int,
+        default=1,
+        help="simulator processes, each on its own loopback address (127.0.0.2, ...): one holds ~9,000 clusters",
+    )
+    p.add_argument(
         "--long-stage",
         type=float,
         default=60.0,
@@ -691,6 +703,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         long_stage=a.long_stage,
         baseline_src=a.baseline_src,
         shards=a.shards,
+        simulators=a.simulators,
     )
 
 

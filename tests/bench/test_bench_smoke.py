@@ -70,12 +70,17 @@ def test_bench_smoke(testbed: Cluster, tmp_path: Path) -> None:
 
 
 def test_bench_with_shards_runs_a_process_per_shard(testbed: Cluster, tmp_path: Path) -> None:
-    """`--shards 2`: two operator processes, each holding one shard, form and hold one level."""
+    """`--shards 2`: two operator processes, each holding one shard, form and hold one level;
+    `--simulators 2`: the managers on two simulators, each on its own loopback address."""
     if not isinstance(testbed, TestBed) or testbed.audit_log is None:
         pytest.skip("the benchmark needs the local test bed with its audit log")
-    config = Config(levels=(6,), runs=0, resync_seconds=2.0, steady_intervals=2.0, out=tmp_path, plot=False, shards=2)
+    config = Config(
+        levels=(6,), runs=0, resync_seconds=2.0, steady_intervals=2.0, out=tmp_path, plot=False, shards=2,
+        simulators=2, machine_batch=9,
+    )  # fmt: skip
     (level,) = run(config, bed=testbed)["scale"]
     assert level["all_ready"] and level["shards"] == 2
+    assert level["machines_by_address"] == {"127.0.0.2": 9, "127.0.0.3": 9}
     assert len(level["rss_peak_mib_each"]) == 2 and min(level["rss_peak_mib_each"]) > 0
     each = level["steady"]["cpu_share_each"]
     assert len(each) == 2 and level["steady"]["cpu_share"] == pytest.approx(sum(each), abs=1e-3)
