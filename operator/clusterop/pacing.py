@@ -6,7 +6,9 @@ keeping the per-object memory in `Pacing`.
 
 While a stage is in flight (a node starting, joining or leaving) the schedule is:
 
-- `fast_first` after the write that began it (the stage may be over at once);
+- `fast_first` (20 ms) after the write that began it: the stage may be over at once (a
+  manager with nothing to do), and the write itself (the intent's status patch, the request)
+  takes 10-15 ms of that, so this look comes a few ms after the manager answered;
 - then every `fast_every` (0.1 s) until `fast_window` (1 s) has passed, so that a stage that
   ends in its first second is seen within 0.1 s of its end. These looks sit on a grid counted
   from the write (`now` is the caller's monotonic clock), not one delay after the previous
@@ -31,7 +33,7 @@ __all__ = ["Pacing", "PacingSettings", "after_crash", "after_refusal", "look_tim
 @dataclass(frozen=True)
 class PacingSettings:
     resync_seconds: float = 30.0
-    fast_first: float = 0.05  # first re-look after a write (the stage may be over at once)
+    fast_first: float = 0.02  # first re-look after a write (the stage may be over at once)
     fast_every: float = 0.1  # then this often, while the stage is young
     fast_window: float = 1.0  # seconds of a stage looked at every `fast_every`
     backoff: float = 2.0

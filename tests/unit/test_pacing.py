@@ -38,11 +38,15 @@ def test_a_long_stage_costs_no_more_looks_than_round_one(stage: float, pass_seco
     assert looks_for(stage, S, pass_seconds) <= round_one_looks(stage)
 
 
+#: a grid whose points are 0.05 + k x 0.1 after the write (the default's first look is sooner)
+S05 = PacingSettings(fast_first=0.05)
+
+
 def test_a_pass_woken_just_before_a_point_of_the_grid_does_not_look_twice() -> None:
     p = Pacing()
-    next_look(p, S, wrote=True, in_flight=True, settled=False, now=10.0)
+    next_look(p, S05, wrote=True, in_flight=True, settled=False, now=10.0)
     # A watch event woke a pass that ended at 10.14, 10 ms before the grid's 10.15.
-    delay = next_look(p, S, wrote=False, in_flight=True, settled=False, now=10.14)
+    delay = next_look(p, S05, wrote=False, in_flight=True, settled=False, now=10.14)
     assert delay == pytest.approx(0.11)  # the grid's next point after that, 10.25
 
 
@@ -68,6 +72,6 @@ def test_a_pass_that_waited_for_a_worker_is_followed_one_step_later_not_on_the_g
     """A busy operator (passes queued for a worker) does not look sooner to catch the grid:
     at 1,000 forming clusters the grid's shorter delays cost ~8% of the formation time."""
     p = Pacing()
-    next_look(p, S, wrote=True, in_flight=True, settled=False, now=0.0)  # due at 0.05
-    assert next_look(p, S, wrote=False, in_flight=True, settled=False, now=0.42) == S.fast_every  # 0.37 s late
-    assert next_look(p, S, wrote=False, in_flight=True, settled=False, now=0.54) == pytest.approx(0.11)  # on time
+    next_look(p, S05, wrote=True, in_flight=True, settled=False, now=0.0)  # due at 0.05
+    assert next_look(p, S05, wrote=False, in_flight=True, settled=False, now=0.42) == S05.fast_every  # 0.37 s late
+    assert next_look(p, S05, wrote=False, in_flight=True, settled=False, now=0.54) == pytest.approx(0.11)  # on time
