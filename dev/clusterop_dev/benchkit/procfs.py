@@ -30,9 +30,11 @@ def has_module(python: str, module: str) -> bool:
     return subprocess.run([python, "-c", probe], check=False).returncode == 0
 
 
-def scrape(metrics_url: str, prefix: str) -> float:
-    """The sum of the operator's Prometheus samples whose line starts with `prefix`."""
-    with urllib.request.urlopen(metrics_url, timeout=10) as r:
+def scrape(metrics_url: str, prefix: str, timeout: float = 120.0) -> float:
+    """The sum of the operator's Prometheus samples whose line starts with `prefix`. The timeout
+    is long: at 10,000 clusters (40,000 per-cluster series per process) a scrape of a process
+    that is forming its share took more than 10 s, which ended the first 10,000 run."""
+    with urllib.request.urlopen(metrics_url, timeout=timeout) as r:
         text = r.read().decode()
     return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(prefix))
 
