@@ -159,9 +159,6 @@ class Session:
             raise TransportError(_short_reason(e)) from None
         return response.status, response.data
 
-    def close(self) -> None:
-        self._pools.clear()
-
 
 def make_session(pool_hosts: int = 4096, per_host: int = 4) -> Session:
     """A `Session`: see it for why it is not requests' (see `cli.main` for the sizes)."""
