@@ -275,9 +275,9 @@ async def _run_pass(
         else:
             log.info("%s namespace=%s name=%s: %s", event.reason, key[0], key[1], event.message)
     metrics.RECONCILES.labels("ok").inc()
-    metrics.CLUSTER_READY.labels(*key).set(1 if outcome.ready else 0)
-    metrics.CLUSTER_NODES_ONLINE.labels(*key).set(outcome.members_online)
-    metrics.CLUSTER_NODES_DESIRED.labels(*key).set(len(body.spec.get("nodes") or []))
+    metrics.CLUSTERS.set(
+        *key, ready=outcome.ready, online=outcome.members_online, desired=len(body.spec.get("nodes") or [])
+    )
     return outcome
 
 
