@@ -37,6 +37,9 @@ from .shards import Shards
 log = logging.getLogger("clusterop.handlers")
 RESOURCE = (GROUP, VERSION, PLURAL)
 FINALIZER = f"{GROUP}/finalizer"
+#: how long a new object's first pass waits for kopf's finalizer (see `_until_finalized`); a RemoveNodes
+#: object waits in steps of this until it is there (`_may_write`)
+FINALIZER_WAIT = 2.0
 
 
 @dataclass
@@ -162,6 +165,7 @@ async def reconcile_loop(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonS
     state = memo.state = ObjectState()
     lock = memo.lock = asyncio.Lock()  # orders a deletion's pass after any pass in flight
     refs: set[tuple[str, str]] = set()
+    waited_for_finalizer = False
     await _until_finalized(body, memo, stopped)
     if _finalized(body):  # the watch's copy carries kopf's patch: the first pass plans from it, no GET
         state.resource_version = str(body.metadata.get("resourceVersion") or "") or None
@@ -174,6 +178,16 @@ async def reconcile_loop(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonS
                 if not await runtime.wait_claimed(key, stopped):
                     break
                 state.forget()
+                continue
+            if not _may_write(body):
+                # A RemoveNodes object deleted before kopf's finalizer is on it would be gone
+                # without its removals: no pass (no manager write) until the watch shows it.
+                # At 10,000 objects kopf's patch lagged minutes. Not a stall (liveness skips it).
+                runtime.last_pass.pop(key, None)
+                if not waited_for_finalizer:
+                    log.info("Waiting for kopf's finalizer (deletionPolicy RemoveNodes) namespace=%s name=%s", *key)
+                    waited_for_finalizer = True
+                await _until_finalized(body, memo, stopped, timeout=FINALIZER_WAIT)
                 continue
             wake.clear()
             refs = _track_secrets(runtime, key[0], body, wake, refs)
@@ -195,7 +209,9 @@ async def reconcile_loop(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonS
         metrics.forget(*key)
 
 
-async def _until_finalized(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStopped, timeout: float = 2.0) -> None:
+async def _until_finalized(
+    body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStopped, timeout: float | None = None
+) -> None:
     """kopf patches its finalizer onto a new object while its daemon starts. A first pass
     racing that patch lost its intent's compare-and-swap on the resourceVersion: a held
     bootstrap, one wasted pass and ~80 ms per new object. Wait (up to `timeout`) until the
@@ -204,11 +220,17 @@ async def _until_finalized(body: kopf.Body, memo: kopf.Memo, stopped: kopf.Daemo
         return
     finalized = memo.finalized = asyncio.Event()
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(finalized.wait(), timeout=timeout)
+        await asyncio.wait_for(finalized.wait(), timeout=FINALIZER_WAIT if timeout is None else timeout)
 
 
 def _finalized(body: kopf.Body) -> bool:
     return FINALIZER in (body.get("metadata", {}).get("finalizers") or ())
+
+
+def _may_write(body: kopf.Body) -> bool:
+    """Whether a pass may run: under deletionPolicy RemoveNodes only once kopf's finalizer is on
+    the object, since a deletion does its removals only while the finalizer holds it."""
+    return _finalized(body) or (body.get("spec") or {}).get("deletionPolicy") != "RemoveNodes"
 
 
 async def _one_pass(

@@ -100,3 +100,62 @@ def test_events_during_a_pass_are_judged_after_it() -> None:
 
     assert asyncio.run(scenario(theirs=False)) == (False, False)
     assert asyncio.run(scenario(theirs=True)) == (False, True)
+
+
+def _loop_passes(policy: str, finalize_after: float | None, watch: float = 0.4) -> tuple[int, int]:
+    """Runs `reconcile_loop` on a new object with no finalizer, its passes recorded by a fake
+    reconciler; kopf's finalizer arrives on the watch after `finalize_after` s (None: never).
+    Returns the passes run before the finalizer and in all, within `watch` s."""
+    from concurrent.futures import ThreadPoolExecutor
+    from unittest import mock
+
+    from kopf._cogs.aiokits.aioenums import AsyncFlagWaiter, FlagSetter
+
+    from clusterop import handlers
+    from clusterop.reconciler import Outcome
+
+    runs: list[float] = []
+
+    class Reconciler:
+        def run(self, snapshot: Any, state: Any, deleting: bool = False) -> Outcome:
+            runs.append(loop.time())
+            return Outcome({}, [], 0.05)
+
+        def forget(self, key: Any) -> None:
+            pass
+
+    async def scenario() -> tuple[int, int]:
+        nonlocal loop
+        loop = asyncio.get_running_loop()
+        new = body("1", {})
+        new["spec"]["deletionPolicy"] = policy
+        memo = kopf.Memo()
+        memo.runtime = handlers.Runtime(reconciler=Reconciler(), kube=None, passes=pool)  # type: ignore[arg-type]
+        setter: FlagSetter[Any] = FlagSetter()
+        task = asyncio.ensure_future(handlers.reconcile_loop(body=new, memo=memo, stopped=AsyncFlagWaiter(setter)))
+        before = len(runs)
+        if finalize_after is not None:
+            await asyncio.sleep(finalize_after)
+            before = len(runs)
+            new["metadata"]["finalizers"] = [handlers.FINALIZER]  # kopf's patch, as the watch shows it
+            await wake_on_change(body=new, memo=memo)
+        await asyncio.sleep(watch)
+        setter.set()
+        memo.wake.set()
+        await asyncio.wait_for(task, timeout=2)
+        return before, len(runs)
+
+    loop: asyncio.AbstractEventLoop
+    with ThreadPoolExecutor(2) as pool, mock.patch.object(handlers, "FINALIZER_WAIT", 0.05):
+        return asyncio.run(scenario())
+
+
+def test_a_remove_nodes_object_runs_no_pass_until_kopfs_finalizer_is_on_it() -> None:
+    """Deleted before kopf's finalizer is on it, a RemoveNodes object is gone without its
+    removals: so no pass (no manager write) runs before then, however late the finalizer is.
+    An Orphan object needs no finalizer for its deletion and goes on after the first wait."""
+    before, total = _loop_passes("RemoveNodes", finalize_after=0.4)
+    assert before == 0 and total >= 1, (before, total)
+    assert _loop_passes("RemoveNodes", finalize_after=None) == (0, 0)
+    before, _ = _loop_passes("Orphan", finalize_after=0.4)
+    assert before >= 1
