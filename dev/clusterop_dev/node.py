@@ -101,14 +101,27 @@ def _versions() -> dict[str, str]:
 # ---- the host: what the node makes and how it is all removed -------------------------------------
 
 
+NETNS_DIR = Path("/run/netns")
+#: there while a node runs, when `ip netns add` made /run/netns a mount of its own (it does on a
+#: machine where no namespace was ever added; content "dir" when it also made the folder): the
+#: node's removal undoes both, so the host's mounts are as they were found
+NETNS_MOUNT_MARK = Path("/run/clusterop-node-made-netns-mount")
+
+
 def _netns_exists(name: str) -> bool:
-    return Path(f"/run/netns/{name}").exists()
+    return (NETNS_DIR / name).exists()
+
+
+def _is_mount(path: Path) -> bool:
+    return any(line.split()[1] == str(path) for line in Path("/proc/self/mounts").read_text().splitlines())
 
 
 def _make_network() -> None:
     for ns in (NETNS_CP, NETNS_NODE):
         if _netns_exists(ns):
             raise TestBedError(f"Network namespace {ns} exists: a node runs already (make cluster-down removes it)")
+    if not _is_mount(NETNS_DIR) and not NETNS_MOUNT_MARK.exists():
+        NETNS_MOUNT_MARK.write_text("" if NETNS_DIR.exists() else "dir")
     try:
         _run("ip", "netns", "add", NETNS_CP)
         _run("ip", "netns", "add", NETNS_NODE)
@@ -132,6 +145,17 @@ def _remove_network() -> None:
     for ns in (NETNS_NODE, NETNS_CP):
         if _netns_exists(ns):
             _run("ip", "netns", "delete", ns, check=False)
+    if not NETNS_MOUNT_MARK.exists() or (NETNS_DIR.is_dir() and any(NETNS_DIR.iterdir())):
+        return  # the mount was there before the node, or someone else's namespaces use it now
+    for _ in range(3):  # `ip netns add` bind-mounts the folder on itself (once, or once more if raced)
+        if not _is_mount(NETNS_DIR):
+            break
+        _run("umount", str(NETNS_DIR), check=False)
+    if not _is_mount(NETNS_DIR):
+        if NETNS_MOUNT_MARK.read_text() == "dir":
+            with contextlib.suppress(OSError):
+                NETNS_DIR.rmdir()
+        NETNS_MOUNT_MARK.unlink()
 
 
 def _node_cgroups() -> list[Path]:
@@ -196,6 +220,7 @@ def cleanup_host(state: Path, timeout: float = 30.0) -> None:
 def host_leftovers() -> list[str]:
     """What of a node is still on the host (empty when the machine is as it was found)."""
     left = [f"netns {ns}" for ns in (NETNS_CP, NETNS_NODE) if _netns_exists(ns)]
+    left += [f"mount {NETNS_DIR} (made by the node)"] if NETNS_MOUNT_MARK.exists() else []
     left += [f"cgroup {g}" for g in _node_cgroups()]
     left += [f"path {p}" for p in KUBELET_HOST_PATHS if Path(p).exists()]
     links = _run("ip", "-o", "link", "show", check=False).stdout
@@ -212,7 +237,7 @@ def host_snapshot() -> dict[str, list[str]]:
     links = [line.split(":")[1].strip().split("@")[0] for line in _run("ip", "-o", "link", "show").stdout.splitlines()]
     mounts = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()]
     return {
-        "netns": sorted(p.name for p in Path("/run/netns").glob("*")) if Path("/run/netns").is_dir() else [],
+        "netns": sorted(p.name for p in NETNS_DIR.glob("*")) if NETNS_DIR.is_dir() else [],
         "links": sorted(dev for dev in links if not re.fullmatch(r"veth[0-9a-f]{7}", dev)),
         "mounts": sorted(m for m in mounts if not m.startswith(("/var/lib/docker/", "/run/docker/"))),
         "cgroups": sorted(str(g) for g in _node_cgroups()),
