@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, cast
 from urllib.parse import urlsplit
 
+import urllib3
 from kubernetes import client
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
@@ -190,15 +191,17 @@ class Bench:
     def delete_all(self, ns: str, timeout: float = 300.0) -> None:
         """Delete the namespace's ManagerClusters (Orphan) while the operator runs, so it lets go.
         A collection of 3,000 outlasts the apiserver's request timeout (504), and the apiserver
-        stops deleting with it: the call is made again until none is left undeleted."""
+        stops deleting with it; at 10,000 it closed the connection without an answer. Either
+        way the call is made again until none is left undeleted."""
         deadline = time.monotonic() + timeout
         while True:
             try:
                 self.custom.delete_collection_namespaced_custom_object(GROUP, VERSION, ns, PLURAL)
-            except ApiException as e:
-                if e.status != 504:
+            except (ApiException, urllib3.exceptions.HTTPError) as e:
+                if isinstance(e, ApiException) and e.status != 504:
                     raise
-                say(f"deleting the ManagerClusters of {ns}: the apiserver timed out (504); deleting the rest")
+                why = "timed out (504)" if isinstance(e, ApiException) else f"dropped the request ({type(e).__name__})"
+                say(f"deleting the ManagerClusters of {ns}: the apiserver {why}; deleting the rest")
                 if time.monotonic() < deadline:
                     continue
             break
