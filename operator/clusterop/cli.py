@@ -9,13 +9,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import resource
 import signal
 import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from . import handlers, memory, metrics, redact
-from .client import make_session, quiet_insecure_warnings
+from .client import make_session, pools_for, quiet_insecure_warnings
 from .kube import Kube
 from .leader import Elector, LeaseConfig, default_identity, default_namespace
 from .pacing import PacingSettings
@@ -125,6 +126,19 @@ def configure_logging(level: str, fmt: str) -> None:
     quiet_insecure_warnings()
 
 
+def raise_fd_limit() -> int:
+    """The soft limit of open files raised to the hard one (as most servers do); returns it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard if hard != resource.RLIM_INFINITY else 1 << 20
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            soft = wanted
+        except (ValueError, OSError):
+            pass
+    return int(soft if soft != resource.RLIM_INFINITY else 1 << 20)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     configure_logging(args.log_level, args.log_format)
@@ -154,8 +168,10 @@ def main(argv: list[str] | None = None) -> int:
             elector = Elector(lease_kube, lease)
     # A pool per manager, kept: a smaller LRU (1,024) thrashed while 1,000 clusters formed (3,000
     # managers), closing connections under urllib3's pool lock, which the 64 pass and fan-out
-    # threads then queued on (docs/performance.md, round two).
-    manager_session = make_session(pool_hosts=65536)
+    # threads then queued on (docs/performance.md, round two). Bounded by the open-file limit.
+    fd_limit = raise_fd_limit()
+    manager_session = make_session(pool_hosts=pools_for(fd_limit))
+    log.info("Open files limit %d: keep-alive connections to up to %d managers", fd_limit, pools_for(fd_limit))
 
     def agent(term: int | None = None, holds: str = "leader") -> None:
         """The managers' access logs say which instance wrote, in which leader term (and shard)."""

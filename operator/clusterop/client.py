@@ -160,6 +160,20 @@ class Session:
         return response.status, response.data
 
 
+#: file descriptors kept free of manager connections: the apiserver's (kopf's 48, pykube's 64),
+#: the metrics and liveness servers, CA files, logs
+FD_RESERVE = 1024
+
+
+def pools_for(fd_limit: int, cap: int = 65536) -> int:
+    """How many managers' pools to keep for a process allowed `fd_limit` open files. Each pool
+    keeps about one connection (two for a master a forming pass asks twice at once), so half the
+    budget. One process with 10,000 clusters (30,000 managers) under a limit of 20,000 ran out of
+    files (`Too many open files`, managers reported unreachable) with a pool kept per manager;
+    with this, the least recently used pools are closed instead."""
+    return max(64, min(cap, (fd_limit - FD_RESERVE) // 2))
+
+
 def make_session(pool_hosts: int = 4096, per_host: int = 4) -> Session:
     """A `Session`: see it for why it is not requests' (see `cli.main` for the sizes)."""
     return Session(pool_hosts, per_host)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -97,3 +98,42 @@ def test_key_never_in_error_texts(sim: SimulatorProcess) -> None:
     with pytest.raises(errors.ServerError) as e:
         client(m).start(m["host_ip"], "n1", KEY)
     assert KEY not in str(e.value)
+
+
+def _sockets_to(ports: set[int]) -> int:
+    """This process's established TCP connections to any of `ports` on loopback (from /proc)."""
+    import os
+
+    inodes = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    count = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        remote_port, state, inode = int(fields[2].split(":")[1], 16), fields[3], fields[9]
+        if state == "01" and remote_port in ports and inode in inodes:
+            count += 1
+    return count
+
+
+def test_kept_connections_are_bounded_by_the_pool_budget(sim: SimulatorProcess) -> None:
+    """One process with 10,000 clusters (30,000 managers) and a pool kept per manager ran out of
+    open files at 20,000. The session keeps the `pool_hosts` managers used last; asking 40
+    managers through a budget of 8 leaves at most 8 connections open, and each manager answers."""
+    from clusterop.client import pools_for
+
+    machines = sim.add_machines(40)
+    session = make_session(pool_hosts=8)
+    conn = Connection(Credentials("admin", "admin"), tenant="default_tenant", timeout=(1.0, 2.0))
+    for m in machines:
+        assert ManagerClient(m["endpoint"], conn, session).state()["initialized"] is False
+    ports = {int(m["endpoint"].rsplit(":", 1)[1]) for m in machines}
+    assert 1 <= _sockets_to(ports) <= 8
+    # the operator's budget: half of the open files left after the reserve, within [64, 65536]
+    assert pools_for(20_000) == (20_000 - 1024) // 2
+    assert pools_for(1 << 20) == 65536 and pools_for(100) == 64
