@@ -170,8 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     # managers), closing connections under urllib3's pool lock, which the 64 pass and fan-out
     # threads then queued on (docs/performance.md, round two). Bounded by the open-file limit.
     fd_limit = raise_fd_limit()
-    manager_session = make_session(pool_hosts=pools_for(fd_limit))
-    log.info("Open files limit %d: keep-alive connections to up to %d managers", fd_limit, pools_for(fd_limit))
+    pools = pools_for(fd_limit)
+    manager_session = make_session(pool_hosts=pools)
+    log.info("Open files limit %d: keep-alive connections to up to %d managers", fd_limit, pools)
 
     def agent(term: int | None = None, holds: str = "leader") -> None:
         """The managers' access logs say which instance wrote, in which leader term (and shard)."""
