@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import yaml
-from prometheus_client import REGISTRY
+from prometheus_client.parser import text_string_to_metric_families
 
 from clusterop import metrics
 
@@ -70,9 +70,10 @@ def dashboard_queries() -> list[str]:
 
 
 def exported_metric_names() -> set[str]:
-    assert metrics.RECONCILE_SECONDS is not None
+    """The metric names a scrape of the operator shows: its metrics endpoint's exposition
+    (prometheus_client's registry and the per-cluster gauges), read by Prometheus's text parser."""
     names = {"up"}  # Prometheus's own, per scrape target
-    for family in REGISTRY.collect():
+    for family in text_string_to_metric_families(metrics.exposition().decode()):
         if family.name.startswith("clusterop_"):
             names.add(family.name)
             names.update(s.name for s in family.samples)
