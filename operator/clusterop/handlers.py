@@ -187,7 +187,7 @@ async def reconcile_loop(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonS
                 if not waited_for_finalizer:
                     log.info("Waiting for kopf's finalizer (deletionPolicy RemoveNodes) namespace=%s name=%s", *key)
                     waited_for_finalizer = True
-                await _until_finalized(body, memo, stopped, timeout=FINALIZER_WAIT)
+                await _until_finalized(body, memo, stopped)
                 continue
             wake.clear()
             refs = _track_secrets(runtime, key[0], body, wake, refs)

@@ -74,11 +74,6 @@ class ClusterGauges:
         with self._lock:
             self._rows[key] = (values, lines)
 
-    def get(self, namespace: str, name: str) -> tuple[float, ...] | None:
-        """(ready, online, desired) as last set, or None."""
-        row = self._rows.get((namespace, name))
-        return None if row is None else row[0]
-
     def forget(self, namespace: str, name: str) -> None:
         with self._lock:
             self._rows.pop((namespace, name), None)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 
@@ -22,8 +21,14 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def _is_mount(path: Path) -> bool:
-    return any(line.split()[1] == str(path) for line in Path("/proc/self/mounts").read_text().splitlines())
+def _netns_mount(wanted: bool) -> None:
+    """Make /run/netns a mount of its own (as anyone's first `ip netns add` does) or not (as on a
+    fresh machine)."""
+    if wanted and not node._is_mount(node.NETNS_DIR):
+        subprocess.run(["ip", "netns", "add", "clusterop-probe"], check=True)
+        subprocess.run(["ip", "netns", "delete", "clusterop-probe"], check=True)
+    while not wanted and node._is_mount(node.NETNS_DIR):
+        subprocess.run(["umount", str(node.NETNS_DIR)], check=True)
 
 
 @pytest.fixture
@@ -37,25 +42,17 @@ def quiet_netns() -> None:
 
 @pytest.mark.parametrize("mounted_before", [False, True], ids=["no-netns-mount-before", "netns-mount-before"])
 def test_the_nodes_network_leaves_the_host_as_found(quiet_netns: None, mounted_before: bool) -> None:
-    was_mounted = _is_mount(node.NETNS_DIR)
+    was_mounted = node._is_mount(node.NETNS_DIR)
     try:
-        if mounted_before and not _is_mount(node.NETNS_DIR):  # as after anyone's first `ip netns add`
-            subprocess.run(["ip", "netns", "add", "clusterop-probe"], check=True)
-            subprocess.run(["ip", "netns", "delete", "clusterop-probe"], check=True)
-        while not mounted_before and _is_mount(node.NETNS_DIR):  # as on a fresh machine
-            subprocess.run(["umount", str(node.NETNS_DIR)], check=True)
+        _netns_mount(mounted_before)
         before = node.host_snapshot()
         node._make_network()
         assert node._netns_exists(node.NETNS_CP) and node._netns_exists(node.NETNS_NODE)
         node._remove_network()
         assert node.host_snapshot() == before
-        assert _is_mount(node.NETNS_DIR) == mounted_before
+        assert node._is_mount(node.NETNS_DIR) == mounted_before
         assert not node.NETNS_MOUNT_MARK.exists()
         assert node.host_leftovers() == []
     finally:
         node._remove_network()
-        if was_mounted and not _is_mount(node.NETNS_DIR):  # the host as this test found it
-            subprocess.run(["ip", "netns", "add", "clusterop-probe"], check=True)
-            subprocess.run(["ip", "netns", "delete", "clusterop-probe"], check=True)
-        while not was_mounted and _is_mount(node.NETNS_DIR):
-            subprocess.run(["umount", str(node.NETNS_DIR)], check=True)
+        _netns_mount(was_mounted)  # the host as this test found it
