@@ -105,6 +105,23 @@ class OperatorProcess:
         except FileNotFoundError:
             return ""
 
+    def digest(self, limit: int = 8000) -> str:
+        """What a failed test shows of this process: how it runs or ended, its start lines, then
+        the tail of its log above DEBUG, then the last few lines at any level."""
+        if self.proc is None:
+            state = "never started"
+        elif self.proc.poll() is None:
+            state = f"pid {self.proc.pid}, running"
+        else:
+            state = f"pid {self.proc.pid}, exited {self.proc.returncode}"
+        lines = self.log_text().splitlines()
+        starts = [line for line in lines if line.startswith("=== operator start")]
+        above = "\n".join(line for line in lines if "[DEBUG" not in line)[-limit:]
+        last = "\n".join(lines[-8:])
+        return f"--- {self.log_path} ({state}) ---\n" + "\n".join(
+            [*starts, "... above DEBUG:", above, "... last lines:", last]
+        )
+
     def __enter__(self) -> OperatorProcess:
         return self.start()
 

@@ -7,7 +7,7 @@ Imports nothing heavy at module level (the test bed's CLI uses it without the ku
 from __future__ import annotations
 
 import base64
-import contextlib
+import random
 import socket
 import time
 from collections.abc import Callable, Mapping
@@ -20,14 +20,54 @@ class Timeout(AssertionError):
     """wait_for gave up (an AssertionError, so a test fails rather than errors)."""
 
 
+#: Ports this process handed out: never handed out again (the holder may not have bound it yet).
+_HANDED: set[int] = set()
+_LOWEST = 10000
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low, high = (int(x) for x in f.read().split())
+        return low, high
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_ports(count: int) -> list[int]:
-    """`count` distinct free TCP ports on 127.0.0.1 (every socket is held until all are picked, so
-    the same port is never handed out twice)."""
-    with contextlib.ExitStack() as stack:
-        sockets = [stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) for _ in range(count)]
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [int(s.getsockname()[1]) for s in sockets]
+    """`count` distinct free TCP ports on 127.0.0.1, never handed out twice by this process.
+
+    Picked below the kernel's ephemeral range: a port from bind(0) is in that range, and between
+    this call and the holder's bind, any process's outgoing connection may take it as its source
+    port (the bind then fails with "address in use"). Below the range nothing is assigned
+    automatically, so a port free now stays free until someone binds it on purpose."""
+    low, _ = _ephemeral_range()
+    rng = random.SystemRandom()
+    out: list[int] = []
+    for _ in range(2000 * count):
+        if len(out) == count:
+            return out
+        port = rng.randrange(_LOWEST, low) if low - _LOWEST >= 1000 else _bind_zero()
+        if port in _HANDED or port in out or not _bindable(port):
+            continue
+        out.append(port)
+        _HANDED.add(port)
+    raise RuntimeError(f"no {count} free ports on 127.0.0.1 below {low}")
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _bind_zero() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def free_port() -> int:

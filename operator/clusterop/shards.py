@@ -159,9 +159,10 @@ class Shards(Campaign):
             duration = float(spec.get("leaseDurationSeconds") or self.config.lease_duration)
             if holder and holder != self.config.identity and started - since < duration:
                 foreign.append((int(match.group(1)), int(match.group(2))))
-        self._seen, self._foreign, self._listed = seen, tuple(sorted(foreign)), started
-        if foreign:
-            log.debug("Leases of another shard count live: %s", self._foreign)
+        foreign_now = tuple(sorted(foreign))
+        if foreign_now != self._foreign:  # said on a change, not on every listing
+            log.info("Leases of another shard count live: %s", foreign_now or "none")
+        self._seen, self._foreign, self._listed = seen, foreign_now, started
 
     # -- the loop (Campaign.run) ----------------------------------------------------------------
 

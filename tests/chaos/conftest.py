@@ -122,7 +122,7 @@ def operators(
     report = getattr(request.node, "rep_call", None)
     if report is not None and report.failed:
         for op, _ in ops.started:
-            print(f"--- {op.log_path} ---\n{op.log_text()[-6000:]}")
+            print(op.digest(6000))
     assert not leaks, f"secrets leaked: {leaks}"
 
 

@@ -84,7 +84,7 @@ def operator(
     op.stop()
     report = getattr(request.node, "rep_call", None)
     if report is not None and report.failed:
-        print(f"--- operator log ({op.log_path}) ---\n{op.log_text()[-8000:]}")
+        print(op.digest())
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
