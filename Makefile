@@ -45,8 +45,9 @@ testbed-status: ## Say whether the local control plane runs and answers
 	@$(PY) -m clusterop_dev.testbed status --dir .testbed
 
 .PHONY: lint
-lint: venv ## ruff, mypy (strict) and the import layers (lint-imports, contracts in pyproject.toml)
+lint: venv ## ruff (checks and formatting), mypy (strict) and the import layers (lint-imports, contracts in pyproject.toml)
 	$(VENV)/bin/ruff check operator simulator dev tests hack
+	$(VENV)/bin/ruff format --check operator simulator dev tests hack
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 	@# every test module imports (tests/argocd runs only inside e2e-node: a broken import shows here first)

@@ -56,7 +56,6 @@ def clusters(kube_api: ApiClient, namespace: str, crd: None) -> Clusters:
     return c
 
 
-
 class Operators:
     """Operator processes of one test, at debug level, each with a metrics port; scanned at the end."""
 

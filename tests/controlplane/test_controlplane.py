@@ -34,8 +34,6 @@ CEL_MESSAGE = "nodes must not outnumber replicas"
 local_only = pytest.mark.skipif(not local_mode(), reason="E2E_CLUSTER=kind: starts local control-plane processes")
 
 
-
-
 def gone(read: Callable[[], object]) -> bool:
     try:
         read()

@@ -23,7 +23,6 @@ def helm() -> Path:
     return helm_binary()
 
 
-
 @pytest.fixture(scope="session")
 def operator_namespace(kube_api: ApiClient) -> str:
     """deploy/'s own namespace, created for real: a dry run of objects inside a namespace that

@@ -19,7 +19,6 @@ from clusterop_dev.testkit import free_ports, wait_for
 pytestmark = pytest.mark.e2e
 
 
-
 def _samples(url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
     text = requests.get(url, timeout=5).text
     return {

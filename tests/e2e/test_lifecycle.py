@@ -138,8 +138,14 @@ def test_sigkill_after_bootstrap_put_bootstraps_once(
     wait_for(lambda: not operator.alive, timeout=20, message="the failpoint to kill the operator")
     assert operator.proc is not None and operator.proc.returncode == -9
     # The PUT landed, and the status write after it never happened.
-    assert sum(c["count"] for c in sim.requests_log()["counts"] if c["method"] == "PUT"
-               and c["host_ip"] == ms[0]["host_ip"]) == 1
+    assert (
+        sum(
+            c["count"]
+            for c in sim.requests_log()["counts"]
+            if c["method"] == "PUT" and c["host_ip"] == ms[0]["host_ip"]
+        )
+        == 1
+    )
     assert clusters.status("crash").get("pending", {}).get("op") == "bootstrap"
     operator.env.pop("CLUSTEROP_FAILPOINTS")
     operator.start()
@@ -334,9 +340,7 @@ def test_invalid_specs_are_refused_at_apply(clusters: Clusters, nodes: list[dict
     assert message in str(refused.value.body)
 
 
-def test_status_subresource_and_no_spec_writes(
-    machines: Machines, clusters: Clusters, operator: OperatorProcess
-):
+def test_status_subresource_and_no_spec_writes(machines: Machines, clusters: Clusters, operator: OperatorProcess):
     ms = machines(1)
     created = clusters.create(manager_cluster("solo", node_specs(ms)))
     clusters.wait_ready("solo")

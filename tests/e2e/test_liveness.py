@@ -16,7 +16,6 @@ from clusterop_dev.testkit import free_port, wait_for
 pytestmark = pytest.mark.e2e
 
 
-
 def healthy(url: str) -> bool:
     try:
         return requests.get(url, timeout=5).status_code == 200

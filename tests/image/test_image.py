@@ -55,7 +55,6 @@ def _docker(*args: str, check: bool = True, timeout: float = 120) -> subprocess.
     return done
 
 
-
 def _make_image(target: str, variable: str, image: str) -> str:
     if shutil.which("docker") is None or _docker("info", check=False, timeout=30).returncode != 0:
         pytest.skip("no Docker engine here (docker info failed): the image cannot be built or run")

@@ -30,7 +30,6 @@ FOR = "3s"
 JOB = "cloudify-cluster-operator"
 
 
-
 @pytest.fixture
 def prometheus(tmp_path: Path) -> Iterator[tuple[str, int]]:
     """(Prometheus URL, the port it scrapes the operator on)."""
@@ -49,9 +48,17 @@ def prometheus(tmp_path: Path) -> Iterator[tuple[str, int]]:
     web = free_port()
     log = open(tmp_path / "prometheus.log", "wb")  # noqa: SIM115 - handed to the child
     proc = subprocess.Popen(
-        [str(tool("prometheus")), "--config.file=prometheus.yml", f"--storage.tsdb.path={tmp_path / 'data'}",
-         f"--web.listen-address=127.0.0.1:{web}", "--log.level=warn"],
-        cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        [
+            str(tool("prometheus")),
+            "--config.file=prometheus.yml",
+            f"--storage.tsdb.path={tmp_path / 'data'}",
+            f"--web.listen-address=127.0.0.1:{web}",
+            "--log.level=warn",
+        ],
+        cwd=tmp_path,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
     )
     log.close()
     url = f"http://127.0.0.1:{web}"
@@ -91,7 +98,10 @@ def test_an_alert_fires_when_a_manager_goes_offline_and_resolves_when_it_returns
     with (
         SimulatorProcess(machines=0, start_delay=0.3, join_delay=0.3, failover_delay=1.0) as sim,
         OperatorProcess(
-            testbed.kubeconfig, [namespace], resync_seconds=1.0, log_path=tmp_path / "operator.log",
+            testbed.kubeconfig,
+            [namespace],
+            resync_seconds=1.0,
+            log_path=tmp_path / "operator.log",
             extra_args=["--metrics-port", str(port), "--metrics-addr", "127.0.0.1"],
         ),
     ):
@@ -99,8 +109,11 @@ def test_an_alert_fires_when_a_manager_goes_offline_and_resolves_when_it_returns
         clusters.create(manager_cluster("watched", node_specs(machines)))
         st = clusters.wait_ready("watched", timeout=60)
         series = f'clusterop_cluster_nodes_online{{namespace="{namespace}",name="watched"}}'
-        wait_for(lambda: [r for r in _query(url, f"{series} == 2")["data"]["result"]], timeout=60,
-                 message="Prometheus to scrape 2 nodes online")
+        wait_for(
+            lambda: [r for r in _query(url, f"{series} == 2")["data"]["result"]],
+            timeout=60,
+            message="Prometheus to scrape 2 nodes online",
+        )
         # Pending while the cluster formed (1 of 2 online); gone once Prometheus saw it whole.
         wait_for(lambda: not _alerts(url, "ManagerClusterNodesOffline"), timeout=30, message="no alert when formed")
         # Prometheus started before the operator, so ClusterOperatorDown may have fired: scraped, it resolves.
@@ -125,10 +138,16 @@ def test_an_alert_fires_when_a_manager_goes_offline_and_resolves_when_it_returns
 
         online_at = time.monotonic()
         sim.online(host)
-        wait_for(lambda: not _alerts(url, "ManagerClusterNodesOffline"), timeout=90, interval=0.2,
-                 message="ManagerClusterNodesOffline to resolve")
+        wait_for(
+            lambda: not _alerts(url, "ManagerClusterNodesOffline"),
+            timeout=90,
+            interval=0.2,
+            message="ManagerClusterNodesOffline to resolve",
+        )
         resolved = time.monotonic() - online_at
-        print(f"\nManagerClusterNodesOffline (for: {FOR}): fired {fired:.1f}s after the manager went offline, "
-              f"resolved {resolved:.1f}s after it returned")
+        print(
+            f"\nManagerClusterNodesOffline (for: {FOR}): fired {fired:.1f}s after the manager went offline, "
+            f"resolved {resolved:.1f}s after it returned"
+        )
         clusters.delete("watched")
         wait_for(lambda: not clusters.exists("watched"), timeout=30, message="watched to be deleted")

@@ -40,10 +40,21 @@ def test_the_copies_are_the_one_source(tmp_path: Path) -> None:
     from deploy.deploytools import helm_binary
 
     rendered = subprocess.run(
-        [helm_binary(), "template", "r", str(REPO / "charts" / "cloudify-cluster-operator"),
-         "--set", "monitoring.serviceMonitor.enabled=true", "--set", "monitoring.prometheusRule.enabled=true",
-         "--set", "monitoring.dashboard.enabled=true"],
-        capture_output=True, text=True, check=True,
+        [
+            helm_binary(),
+            "template",
+            "r",
+            str(REPO / "charts" / "cloudify-cluster-operator"),
+            "--set",
+            "monitoring.serviceMonitor.enabled=true",
+            "--set",
+            "monitoring.prometheusRule.enabled=true",
+            "--set",
+            "monitoring.dashboard.enabled=true",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     chart = {d["kind"]: d for d in yaml.safe_load_all(rendered) if d}
     kustomized = subprocess.run(
@@ -59,7 +70,9 @@ def test_the_copies_are_the_one_source(tmp_path: Path) -> None:
         assert {"action": "replace", "targetLabel": "job", "replacement": "cloudify-cluster-operator"} in relabel
     off = subprocess.run(
         [helm_binary(), "template", "r", str(REPO / "charts" / "cloudify-cluster-operator")],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     assert "monitoring.coreos.com" not in off and "grafana_dashboard" not in off  # off by default
 
@@ -101,11 +114,15 @@ def names_in(expr: str) -> set[str]:
 def test_every_dashboard_query_parses_and_names_an_exported_metric(tmp_path: Path) -> None:
     queries = dashboard_queries()
     assert len(queries) >= 10
-    rules = {"groups": [{"name": "dashboard", "rules": [{"record": f"dashboard:q{i}", "expr": q}
-                                                        for i, q in enumerate(queries)]}]}
+    rules = {
+        "groups": [
+            {"name": "dashboard", "rules": [{"record": f"dashboard:q{i}", "expr": q} for i, q in enumerate(queries)]}
+        ]
+    }
     (tmp_path / "dashboard_rules.yaml").write_text(yaml.safe_dump(rules))
-    r = subprocess.run([tool("promtool"), "check", "rules", "dashboard_rules.yaml"], cwd=tmp_path,
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [tool("promtool"), "check", "rules", "dashboard_rules.yaml"], cwd=tmp_path, capture_output=True, text=True
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     exported = exported_metric_names()
     for q in queries:
@@ -122,5 +139,3 @@ def test_the_name_check_catches_a_misspelt_metric() -> None:
         "clusterop_reconcile_duration_seconds_bucket"
     }
     assert not names_in("rate(clusterop_reconcile_eror_total[5m])") <= exported_metric_names()
-
-
