@@ -10,20 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import datetime
 import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import kopf
 
-# Two kopf internals, both for its resource scan (until_watched): the Insights it fills, passed
-# to kopf.run, and the rescan it runs itself when a CRD changes.
+# kopf internals: for its resource scan (until_watched), the Insights it fills, passed to
+# kopf.run, and the rescan it runs itself when a CRD changes; for SlimDiffBase, its field picker.
+from kopf._cogs.structs import dicts
 from kopf._cogs.structs.references import Insights
 from kopf._core.reactor import observation
 
@@ -472,14 +474,35 @@ def run(
     )
 
 
+class SlimDiffBase(kopf.AnnotationsDiffBaseStorage):
+    """kopf's diff base (the essence it compares on every watch event), built from what it keeps.
+
+    kopf deep-copies the whole body and then drops the status and the system metadata; a
+    ManagerCluster's status (nodes, conditions) is most of its body, and that copy was 3.5% of the
+    operator's CPU while 1,000 clusters formed (py-spy). Here the status and the metadata kopf
+    drops are left out before kopf's own build runs, so the essence is the same as kopf's (what
+    the annotation holds stays comparable across versions); extra fields are picked from the whole
+    body, as kopf does."""
+
+    _META = ("labels", "annotations", "ownerReferences")  # what kopf keeps, and what its keys read
+
+    def build(self, *, body: kopf.Body, extra_fields: Iterable[dicts.FieldSpec] | None = None) -> kopf.BodyEssence:
+        meta = body.get("metadata") or {}
+        slim = {k: v for k, v in body.items() if k not in ("status", "metadata")}
+        slim["metadata"] = {k: meta[k] for k in self._META if k in meta}
+        essence = super().build(body=kopf.Body(cast(kopf.RawBody, slim)), extra_fields=None)
+        if extra_fields:
+            dicts.cherrypick(src=body, dst=cast(dict[str, Any], essence), fields=extra_fields, picker=copy.deepcopy)
+            self.remove_empty_stanzas(essence)
+        return essence
+
+
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     options: RunOptions = memo.options
     settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="cloudify.co")
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix="cloudify.co", key="last-handled-configuration"
-    )
+    settings.persistence.diffbase_storage = SlimDiffBase(prefix="cloudify.co", key="last-handled-configuration")
     settings.posting.level = logging.WARNING  # kopf's own events: only problems
     settings.execution.max_workers = 4  # kopf's sync handlers are tiny; passes have their own pool
     settings.networking.request_timeout = 30
