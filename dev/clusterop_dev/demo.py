@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import copy
 import csv
+import faulthandler
 import os
 import signal
 import subprocess
@@ -110,6 +111,12 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if os.environ.get(WORKER_ENV) != "1":
         return supervise(sys.argv[1:] if argv is None else argv)
+    # Python raises KeyboardInterrupt on SIGINT only when SIGINT was not ignored when it started;
+    # a shell without job control starts `cmd &` with SIGINT ignored, and the worker inherited
+    # that: the forwarded Ctrl-C then did nothing and the demo kept running (seen under `nohup
+    # ... &`). The worker says itself what SIGINT does.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1`: where the worker is stuck
     try:
         return run(args)
     except KeyboardInterrupt:
