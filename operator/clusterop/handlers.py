@@ -521,7 +521,12 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         settings.peering.lifetime = options.peering_lifetime
         settings.peering.clusterwide = not options.namespaces
         settings.peering.mandatory = True
-    memo.started()  # the metrics server: a port in use fails the start-up, loudly
+    try:
+        memo.started()  # the metrics server
+    except OSError as e:
+        # kopf retries a failed start-up activity every 60 s, forever: the process lived on,
+        # serving nothing and never starting its election. A permanent error stops the operator.
+        raise kopf.PermanentError(f"cannot serve metrics: {e}") from None
     # kopf scans the apiserver's resources once, right after this handler: wait until the
     # apiserver serves what that scan needs, then (in a task, as the scan starts only after this
     # handler) until kopf watches ManagerClusters. The election starts only then (memo.watching),

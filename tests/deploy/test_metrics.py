@@ -3,6 +3,7 @@ endpoint of a running operator process, after a cluster became Ready."""
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -75,3 +76,28 @@ def test_metrics_and_liveness_of_a_running_operator(
     assert samples[nodes_online] == 3.0
     assert liveness.status_code == 200, liveness.text
     assert "reconcile_age" in liveness.json()
+
+
+def test_a_metrics_port_in_use_stops_the_operator_with_the_reason(testbed: Cluster, namespace: str, tmp_path: Path):
+    """kopf retries a failed start-up every 60 s: a process whose metrics port was taken lived on
+    without metrics and without ever starting its election (a shard nobody held). It exits."""
+    if testbed.kind:
+        pytest.skip("kind: the operator runs in-cluster, this test drives a local operator process")
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", free_ports(1)[0]))
+        taken.listen()
+        port = taken.getsockname()[1]
+        op = OperatorProcess(
+            testbed.kubeconfig,
+            [namespace],
+            log_path=tmp_path / "operator.log",
+            extra_args=["--metrics-port", str(port), "--metrics-addr", "127.0.0.1", "--leader-elect",
+                        "--leader-elect-lease-namespace", namespace],
+        )  # fmt: skip
+        op.start()
+        try:
+            wait_for(lambda: not op.alive, timeout=30, message="the operator to exit")
+        finally:
+            op.stop()
+    assert op.proc is not None and op.proc.returncode not in (0, None)
+    assert "cannot serve metrics" in op.log_text() and "Address already in use" in op.log_text()
