@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ import pytest
 
 from cloudify_manager_sim.harness import SimulatorProcess
 from clusterop import errors
-from clusterop.client import Connection, Credentials, ManagerClient, make_session
+from clusterop.client import Connection, Credentials, ManagerClient, make_session, pools_for
 from clusterop_dev.testkit import wait_for
 
 KEY = base64.b64encode(b"0123456789abcdef").decode()
@@ -102,8 +103,6 @@ def test_key_never_in_error_texts(sim: SimulatorProcess) -> None:
 
 def _sockets_to(ports: set[int]) -> int:
     """This process's established TCP connections to any of `ports` on loopback (from /proc)."""
-    import os
-
     inodes = set()
     for fd in os.listdir("/proc/self/fd"):
         try:
@@ -125,8 +124,6 @@ def test_kept_connections_are_bounded_by_the_pool_budget(sim: SimulatorProcess) 
     """One process with 10,000 clusters (30,000 managers) and a pool kept per manager ran out of
     open files at 20,000. The session keeps the `pool_hosts` managers used last; asking 40
     managers through a budget of 8 leaves at most 8 connections open, and each manager answers."""
-    from clusterop.client import pools_for
-
     machines = sim.add_machines(40)
     session = make_session(pool_hosts=8)
     conn = Connection(Credentials("admin", "admin"), tenant="default_tenant", timeout=(1.0, 2.0))

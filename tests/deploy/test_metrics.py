@@ -84,7 +84,7 @@ def test_a_metrics_port_in_use_stops_the_operator_with_the_reason(testbed: Clust
     if testbed.kind:
         pytest.skip("kind: the operator runs in-cluster, this test drives a local operator process")
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
-        taken.bind(("127.0.0.1", free_ports(1)[0]))
+        taken.bind(("127.0.0.1", 0))  # held by this test: no other process can take it
         taken.listen()
         port = taken.getsockname()[1]
         op = OperatorProcess(
