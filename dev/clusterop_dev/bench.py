@@ -66,6 +66,7 @@ OPERATOR_SA = "cloudify-cluster-operator"
 OPERATOR_USER = f"system:serviceaccount:{OPERATOR_NS}:{OPERATOR_SA}"
 FIELD_MANAGER = "clusterop-bench"
 CLI40 = REPO / "hack" / "cli40.py"
+FLOOR = REPO / "hack" / "floor_operator.py"
 
 
 @dataclass
@@ -91,6 +92,9 @@ class Config:
     long_stage: float = 60.0
     #: the `operator/` folder of another checkout: its latency is measured too, in the same run
     baseline_src: Path | None = None
+    #: each level is formed again by hack/floor_operator.py (the least a kopf operator does), right
+    #: after this operator's run of it: what kopf and the machine cost, in the same run
+    floor: bool = False
     quiet_seconds: float = 5.0  # the steady window starts after this long without an operator write
     #: operator processes at each level (b)-(d); above 1 each runs with `--shards` this many
     shards: int = 1
@@ -139,6 +143,13 @@ class Fleet:
 
     def passes(self) -> int:
         return sum(self.passes_each())
+
+
+class FloorProcess(OperatorProcess):
+    """hack/floor_operator.py in place of the operator (it takes the metrics arguments only)."""
+
+    def command(self) -> list[str]:
+        return [self.python, str(FLOOR), *self.extra_args]
 
 
 @dataclass
@@ -223,26 +234,29 @@ class Bench:
             yield ops.ops[0]
 
     @contextmanager
-    def fleet(self, tag: str, shards: int, src: Path | None = None) -> Iterator[Fleet]:
-        """`shards` operator processes (one, without --shards, when 1), each with its metrics port."""
+    def fleet(self, tag: str, shards: int, src: Path | None = None, floor: bool = False) -> Iterator[Fleet]:
+        """`shards` operator processes (one, without --shards, when 1), each with its metrics port;
+        `floor`: one hack/floor_operator.py instead."""
         ops: list[OperatorProcess] = []
         try:
             for i, port in enumerate(free_ports(shards)):  # distinct: free_port twice may repeat
                 extra = [] if shards == 1 else ["--shards", str(shards), "--leader-elect-lease-namespace", OPERATOR_NS]
-                ops.append(self._start_operator(tag if shards == 1 else f"{tag}-{i}", src, extra, port))
+                ops.append(self._start_operator(tag if shards == 1 else f"{tag}-{i}", src, extra, port, floor))
             yield Fleet(ops)
         finally:
             for op in ops:
                 op.stop(timeout=20)
 
-    def _start_operator(self, tag: str, src: Path | None, extra: list[str], port: int) -> OperatorProcess:
+    def _start_operator(
+        self, tag: str, src: Path | None, extra: list[str], port: int, floor: bool = False
+    ) -> OperatorProcess:
         args = ["--metrics-port", str(port), "--metrics-addr", "127.0.0.1", *self.config.operator_args, *extra]
         if self.config.workers is not None:
             args += ["--workers", str(self.config.workers)]
         env = dict(self.config.operator_env)
         if src is not None:
             env["PYTHONPATH"] = str(src)  # ahead of the runtime venv's (editable) install of this tree
-        op = OperatorProcess(
+        op = (FloorProcess if floor else OperatorProcess)(
             self.operator_kubeconfig,
             resync_seconds=self.config.resync_seconds,
             log_path=self.config.out / f"operator-{tag}.log",
@@ -367,10 +381,11 @@ class Bench:
 
     # -- b + c. scale and steady state ----------------------------------------------------------
 
-    def level(self, n: int) -> dict[str, Any]:
+    def level(self, n: int, floor: bool = False) -> dict[str, Any]:
+        """One scale level: form `n` clusters, then (not for the floor) hold them at rest."""
         cfg = self.config
-        ns = self.namespace(f"bench-{n}")
-        say(f"scale {n}: {3 * n} machines, {n} key Secrets")
+        ns = self.namespace(f"floor-{n}" if floor else f"bench-{n}")
+        say(f"scale {n}{' (floor)' if floor else ''}: {3 * n} machines, {n} key Secrets")
         t = time.monotonic()
         machines: list[dict[str, Any]] = []
         while len(machines) < 3 * n:  # in batches: 9,000 (even 1,000) in one control call outlasted its timeout
@@ -385,16 +400,17 @@ class Bench:
         result: dict[str, Any] = {"clusters": n, "machines": 3 * n, "add_machines_seconds": round(machines_seconds, 2)}
         result["machines_by_address"] = dict(Counter(str(urlsplit(m["endpoint"]).hostname) for m in machines))
         load0 = os.getloadavg()
-        with self.fleet(f"scale-{n}", cfg.shards) as ops:
-            if cfg.shards > 1:
+        with self.fleet(f"floor-{n}" if floor else f"scale-{n}", 1 if floor else cfg.shards, floor=floor) as ops:
+            if cfg.shards > 1 and not floor:
                 self.wait_shards_held(cfg.shards)
             self.wait_operator_up(ops.ops[0], ns)
             w = ReadyWatch(self.api, ns)
-            profiler = self.start_profiler(ops.pids[0], n)
+            profiler = None if floor else self.start_profiler(ops.pids[0], n)
             try:
                 passes0 = ops.passes()
                 pass_time0 = ops.scrape("clusterop_reconcile_duration_seconds_sum")
                 cpu0 = ops.cpu_seconds()
+                others0 = self.others_cpu()
                 if audit:
                     audit.mark()
                 say(f"scale {n}: applying {n} ManagerClusters from {cfg.apply_threads} threads")
@@ -406,6 +422,7 @@ class Bench:
                 profiler = None
                 t_ready = max(w.ready_at.values()) if w.ready_at else time.monotonic()
                 cpu1 = ops.cpu_seconds()
+                others1 = self.others_cpu()
                 passes1 = ops.passes()
                 pass_time1 = ops.scrape("clusterop_reconcile_duration_seconds_sum")
                 result.update(
@@ -417,6 +434,11 @@ class Bench:
                     ready_after_apply_seconds=round(t_ready - t_applied, 2),
                     wall_seconds=round(t_ready - t0, 2),
                     forming_cpu_seconds=round(cpu1 - cpu0, 2),
+                    # where the machine's CPU went while they formed: the operator is one of these
+                    forming_cpu_seconds_by_process={
+                        "operator": round(cpu1 - cpu0, 2),
+                        **{k: round(others1[k] - others0.get(k, 0.0), 2) for k in others1},
+                    },
                     forming_apiserver_writes=dict(audit.writes()) if audit else None,
                     rss_peak_mib=ops.rss_mib("VmHWM"),
                 )
@@ -424,7 +446,8 @@ class Bench:
                     f"scale {n}: {result['ready_count']}/{n} Ready {result['ready_after_apply_seconds']}s after "
                     f"the apply ({result['apply_seconds']}s); peak RSS {result['rss_peak_mib']} MiB"
                 )
-                result["steady"] = self.steady(ops, n, audit)
+                if not floor:  # the floor has no resync: nothing to hold at rest
+                    result["steady"] = self.steady(ops, n, audit)
                 result["rss_peak_mib"] = ops.rss_mib("VmHWM")
                 result["rss_end_mib"] = ops.rss_mib("VmRSS")
                 result["cpu_seconds_total"] = round(ops.cpu_seconds(), 2)
@@ -434,13 +457,22 @@ class Bench:
                     result["rss_end_mib_each"] = ops.rss_each("VmRSS")
                 result["load"] = {"start": load0, "end": os.getloadavg()}
                 # before the deletion, which takes minutes at 10,000: the level's figures are kept
-                (cfg.out / f"level-{n}.json").write_text(json.dumps(result, indent=2) + "\n")
+                (cfg.out / f"{'floor' if floor else 'level'}-{n}.json").write_text(json.dumps(result, indent=2) + "\n")
             finally:
                 self.stop_profiler(profiler, n)
                 w.close()
             say(f"scale {n}: deleting the ManagerClusters")
             self.delete_all(ns)
         return result
+
+    def others_cpu(self) -> dict[str, float]:
+        """CPU seconds so far of everything beside the operator: the control plane's processes,
+        the simulators, and this process (its apply threads and the Ready watch)."""
+        found = {name: proc_cpu_seconds(pid) for name, pid in self.bed.pids.items()}
+        found["simulator"] = sum(proc_cpu_seconds(pid) for pid in self.sim.pids)
+        mine = os.times()
+        found["bench"] = mine.user + mine.system
+        return found
 
     def steady(self, ops: Fleet, n: int, audit: AuditLog | None) -> dict[str, Any]:
         cfg = self.config
@@ -615,6 +647,7 @@ def run(config: Config, bed: TestBed | None = None) -> dict[str, Any]:
             "operator_python": config.operator_python,
             "shards": config.shards,
             "simulators": config.simulators,
+            "floor": config.floor,
             "operator_has_kubernetes_client": has_module(config.operator_python, "kubernetes"),
         },
     }
@@ -631,9 +664,14 @@ def run(config: Config, bed: TestBed | None = None) -> dict[str, Any]:
                     if config.baseline_src is not None:
                         results["baseline_latency"] = bench.latency("baseline", config.baseline_src)
                 results["scale"] = []
+                if config.floor:
+                    results["floor_scale"] = []
                 for n in config.levels:
                     results["scale"].append(bench.level(n))
                     write(results, config)  # keep what is done if a later level fails
+                    if config.floor:  # right after: this machine's speed drifts within minutes
+                        results["floor_scale"].append(bench.level(n, floor=True))
+                        write(results, config)
                 results["simulator_rss_mib"] = round(sum(proc_status_kib(p, "VmRSS") for p in sim.pids) / 1024, 1)
         results["targets"] = targets(results)
         write(results, config)
@@ -686,6 +724,11 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         default=None,
         help="the operator/ folder of another checkout (git archive REV operator): its latency too",
     )
+    p.add_argument(
+        "--floor",
+        action="store_true",
+        help="form each level again with hack/floor_operator.py (the least a kopf operator does), for comparison",
+    )
     a = p.parse_args(argv)
     return Config(
         levels=tuple(int(x) for x in a.levels.split(",") if x.strip()),
@@ -705,6 +748,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         operator_python=a.operator_python,
         long_stage=a.long_stage,
         baseline_src=a.baseline_src,
+        floor=a.floor,
         shards=a.shards,
         simulators=a.simulators,
     )

@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.bench, pytest.mark.e2e]
 def test_bench_smoke(testbed: Cluster, tmp_path: Path) -> None:
     if not isinstance(testbed, TestBed) or testbed.audit_log is None:
         pytest.skip("the benchmark needs the local test bed with its audit log")
-    config = Config(levels=(2, 3), runs=2, resync_seconds=2.0, cli_poll=0.5, long_stage=2.0, out=tmp_path)
+    config = Config(levels=(2, 3), runs=2, resync_seconds=2.0, cli_poll=0.5, long_stage=2.0, out=tmp_path, floor=True)
     results = run(config, bed=testbed)
 
     saved = json.loads((tmp_path / "bench.json").read_text())
@@ -49,6 +49,11 @@ def test_bench_smoke(testbed: Cluster, tmp_path: Path) -> None:
     for lv in saved["scale"]:
         assert lv["all_ready"] and lv["ready_count"] == lv["clusters"]
         assert lv["rss_peak_mib"] > 0 and lv["forming_cpu_seconds"] > 0
+        # the machine's CPU while forming, by process: the operator's figure and the others'
+        by = lv["forming_cpu_seconds_by_process"]
+        assert by["operator"] == lv["forming_cpu_seconds"]
+        assert {"etcd", "kube-apiserver", "simulator", "bench"} <= by.keys(), by
+        assert by["kube-apiserver"] > 0 and by["bench"] > 0, by
         # the operator's own writes were seen while forming (audit log under its own identity)
         writes = lv["forming_apiserver_writes"]
         assert writes.get("patch managerclusters/status", 0) >= lv["clusters"]
@@ -57,6 +62,13 @@ def test_bench_smoke(testbed: Cluster, tmp_path: Path) -> None:
         # a steady cluster writes nothing, to the apiserver or to its managers
         assert steady["apiserver_writes"] == 0, steady["apiserver_writes_by_kind"]
         assert steady["manager_writes"] == 0, steady["manager_requests_by_path"]
+
+    # --floor: each level formed again by hack/floor_operator.py, with one status write per cluster
+    assert [lv["clusters"] for lv in saved["floor_scale"]] == [2, 3]
+    for lv in saved["floor_scale"]:
+        assert lv["all_ready"] and lv["ready_count"] == lv["clusters"] and "steady" not in lv, lv
+        assert lv["forming_cpu_seconds_by_process"]["operator"] > 0
+        assert lv["forming_apiserver_writes"].get("patch managerclusters/status", 0) == lv["clusters"], lv
 
     # the growth plot across runs reads the same file
     assert growth.main([str(tmp_path / "growth.png"), str(tmp_path / "bench.json")]) == 0
@@ -67,6 +79,8 @@ def test_bench_smoke(testbed: Cluster, tmp_path: Path) -> None:
     table = render_table(saved)
     assert "4.0 CLI procedure" in table and "through the proxy" in table and "manager requests" in table
     assert "| 3 |" in table and "Targets" in table
+    assert "3 clusters: CPU s while forming: " in table and "kube-apiserver" in table
+    assert "The floor (hack/floor_operator.py" in table and "3 clusters, floor: CPU s while forming" in table
 
 
 def test_bench_with_shards_runs_a_process_per_shard(testbed: Cluster, tmp_path: Path) -> None:

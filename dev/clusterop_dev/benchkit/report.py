@@ -109,6 +109,48 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def budget_line(level: dict[str, Any]) -> str:
+    """Where the machine's CPU went while a level formed, against what its cores could give."""
+    by = level["forming_cpu_seconds_by_process"]
+    total = sum(by.values())
+    parts = ", ".join(f"{name} {seconds:.1f}" for name, seconds in sorted(by.items(), key=lambda kv: -kv[1]))
+    wall = level["wall_seconds"]
+    return f"CPU s while forming: {parts}; {total:.1f} in all over {wall:.1f} s of wall time"
+
+
+def floor_lines(scale: list[dict[str, Any]], floor: list[dict[str, Any]]) -> list[str]:
+    """Each level against the same level formed by hack/floor_operator.py right after it."""
+    ours = {lv["clusters"]: lv for lv in scale}
+    lines = [
+        "The floor (hack/floor_operator.py: one kopf on.create per object, no guard, no Events), each level "
+        "formed right after this operator's run of it",
+        "| clusters | Ready after apply s: floor / this operator | operator CPU s forming: floor / this operator "
+        "| apiserver writes per cluster: floor / this operator |",
+        "|---|---|---|---|",
+    ]
+    for lv in floor:
+        n = lv["clusters"]
+        op = ours.get(n)
+        if op is None:
+            continue
+
+        def per_cluster(level: dict[str, Any]) -> str:
+            writes = level.get("forming_apiserver_writes")
+            return f"{sum(writes.values()) / level['clusters']:.1f}" if writes else "?"
+
+        lines.append(
+            f"| {n} | {lv['ready_after_apply_seconds']:.1f} / {op['ready_after_apply_seconds']:.1f} | "
+            f"{lv['forming_cpu_seconds']:.1f} / {op['forming_cpu_seconds']:.1f} | "
+            f"{per_cluster(lv)} / {per_cluster(op)} |"
+        )
+    lines += [
+        f"{lv['clusters']} clusters, floor: {budget_line(lv)}"
+        for lv in floor
+        if lv.get("forming_cpu_seconds_by_process")
+    ]
+    return [*lines, ""]
+
+
 def render_table(results: dict[str, Any]) -> str:
     lines: list[str] = []
     for title, key in (("This operator", "latency"), ("Baseline operator", "baseline_latency")):
@@ -134,7 +176,13 @@ def render_table(results: dict[str, Any]) -> str:
                 f"{st['gets_per_cluster_per_resync']:.2f} | {st['cpu_share']:.1%} |"
             )
         lines += [f"{lv['clusters']} clusters: {load_line(lv['load'])}" for lv in scale if lv.get("load")]
+        lines += [
+            f"{lv['clusters']} clusters: {budget_line(lv)}" for lv in scale if lv.get("forming_cpu_seconds_by_process")
+        ]
         lines.append("")
+    floor = results.get("floor_scale") or []
+    if floor:
+        lines += floor_lines(scale, floor)
     rows = results.get("targets") or []
     if rows:
         lines += ["Targets", "| target | wanted | measured | met |", "|---|---|---|---|"]
