@@ -23,6 +23,7 @@ import base64
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import time
@@ -754,8 +755,19 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     )
 
 
+def stop_on_sigterm() -> None:
+    """SIGTERM (`timeout`, `kill`, a CI job cancelled) unwinds like Ctrl-C: every `finally` runs,
+    so the operators, simulators and the control plane this run started are stopped with it."""
+
+    def unwind(signum: int, _frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, unwind)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     config = parse_args(argv)
+    stop_on_sigterm()
     results = run(config)
     print(render_table(results))
     print(f"\nJSON: {config.out / 'bench.json'}" + (f"  plot: {config.out / 'bench.png'}" if config.plot else ""))
