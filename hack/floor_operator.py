@@ -105,7 +105,6 @@ def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.posting.level = logging.WARNING
     settings.execution.max_workers = 16  # as many as the operator's pass threads
     settings.watching.server_timeout = 300
-    settings.persistence.finalizer = "cloudify.co/floor"
 
 
 @kopf.on.create(GROUP, VERSION, PLURAL)

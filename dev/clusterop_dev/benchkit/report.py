@@ -118,6 +118,12 @@ def budget_line(level: dict[str, Any]) -> str:
     return f"CPU s while forming: {parts}; {total:.1f} in all over {wall:.1f} s of wall time"
 
 
+def per_cluster(level: dict[str, Any]) -> str:
+    """The apiserver writes of a level's formation per cluster (its audit log), or ?."""
+    writes = level.get("forming_apiserver_writes")
+    return f"{sum(writes.values()) / level['clusters']:.1f}" if writes else "?"
+
+
 def floor_lines(scale: list[dict[str, Any]], floor: list[dict[str, Any]]) -> list[str]:
     """Each level against the same level formed by hack/floor_operator.py right after it."""
     ours = {lv["clusters"]: lv for lv in scale}
@@ -133,11 +139,6 @@ def floor_lines(scale: list[dict[str, Any]], floor: list[dict[str, Any]]) -> lis
         op = ours.get(n)
         if op is None:
             continue
-
-        def per_cluster(level: dict[str, Any]) -> str:
-            writes = level.get("forming_apiserver_writes")
-            return f"{sum(writes.values()) / level['clusters']:.1f}" if writes else "?"
-
         lines.append(
             f"| {n} | {lv['ready_after_apply_seconds']:.1f} / {op['ready_after_apply_seconds']:.1f} | "
             f"{lv['forming_cpu_seconds']:.1f} / {op['forming_cpu_seconds']:.1f} | "
